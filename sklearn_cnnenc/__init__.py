@@ -1,0 +1,18 @@
+"""sklearn-cnnenc: neural encoding models with a scikit-learn API.
+
+Estimators predict a neuron's (or a population's) response from a stimulus
+and are fitted by maximum likelihood on PyTorch through skorch:
+
+* :class:`PoissonGLM`: generalised linear model (ridge / elastic net).
+
+Submodules: ``families`` (observation models), ``links`` (inverse links),
+``metrics`` (log-likelihood, bits per spike, pseudo-R2, correlation, FEVE and
+scikit-learn scorers), ``datasets`` (simulated neurons, real recordings),
+``nn`` (the torch modules), ``training`` (the skorch net).
+"""
+
+from .glm import PoissonGLM
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["PoissonGLM", "__version__"]

@@ -1,0 +1,416 @@
+"""The shared estimator base: validation, training, prediction and scoring.
+
+``PoissonGLM``, ``LNModel`` and ``CNNEncoder`` differ only in the torch module
+they build (and how they train it); everything else is written once here:
+
+* input checks (``validate_data``, the family's response check, sample
+  weights, offsets), seeding and device placement;
+* building the :class:`~sklearn_cnnenc.nn.EncodingModule` and fitting it
+  with an :class:`~sklearn_cnnenc.training.EncoderNet`;
+* ``predict`` (expected response per bin), ``score`` (mean held-out
+  log-likelihood per sample and neuron, constants included), per-sample
+  ``log_likelihood``, ``predict_distribution`` and ``sample``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
+
+from .families import FAMILIES, ResponseDistribution, get_family
+from .links import LINKS, get_link
+from .nn import EncodingModule
+from .training import EncoderNet, NegativeLogLikelihood, TensorDataset
+
+__all__ = ["BaseEncoder"]
+
+# Mean responses used to place the initial intercept are kept inside the
+# link's domain: a silent neuron starts at a rate of 1e-10 per bin (a finite
+# intercept), never at log(0).
+_MIN_INITIAL_MEAN = 1e-10
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` into a torch device.
+
+    Parameters
+    ----------
+    device : str
+
+    Returns
+    -------
+    device : torch.device
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc._base import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+    return resolved
+
+
+class BaseEncoder(RegressorMixin, BaseEstimator):
+    """Base class of all encoding models (not for direct use).
+
+    Subclasses implement ``_build_predictor`` (the torch module mapping
+    validated inputs to one linear predictor per neuron) and
+    ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
+    override ``_validate_X`` for inputs that are not flat feature matrices
+    and ``_set_fitted_attributes`` to expose readable parameters.
+    """
+
+    _parameter_constraints: dict = {
+        "family": [StrOptions(set(FAMILIES))],
+        "link": [StrOptions({"auto", *LINKS})],
+        "warm_start": ["boolean"],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ hooks
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        """Validated inputs for the module (default: a 2-D float matrix)."""
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+
+    def _torch_dtype(self, X: np.ndarray) -> torch.dtype:
+        """Parameters and data follow the input precision (as scikit-learn does)."""
+        return torch.float64 if X.dtype == np.float64 else torch.float32
+
+    def _build_predictor(self, X: np.ndarray, y: np.ndarray, dtype: torch.dtype):
+        raise NotImplementedError
+
+    def _net_params(self, n_samples: int) -> dict:
+        raise NotImplementedError
+
+    def _set_fitted_attributes(self) -> None:
+        """Expose readable fitted parameters (``coef_`` ...) after training."""
+
+    # -------------------------------------------------------------- fitting
+    def fit(self, X, y, sample_weight=None, offset=None):
+        """Fit the model by maximum likelihood (plus penalties).
+
+        Parameters
+        ----------
+        X : array-like
+            Stimulus, of the shape the estimator documents.
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+            Responses (spike counts per bin for count families).
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the samples in the likelihood.
+        offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
+            Fixed term added to the linear predictor (e.g. log exposure).
+
+        Returns
+        -------
+        self : object
+        """
+        self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        family = get_family(self.family)
+        link = get_link(family.default_link if self.link == "auto" else self.link)
+        family.validate_link(link)
+        device = resolve_device(self.device)
+
+        X = self._validate_X(X, reset=True)
+        y = self._validate_y(y, n_samples=X.shape[0], family=family, dtype=X.dtype)
+        y_2d = y.reshape(len(y), -1)
+        sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        if not np.any(sample_weight > 0):
+            raise ValueError("sample_weight must have at least one positive value.")
+        offset = self._validate_offset(offset, y_2d.shape, X.dtype)
+
+        warm = self.warm_start and hasattr(self, "net_")
+        if warm:
+            self._check_warm_start_shapes(X, y_2d)
+
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        dtype = self._torch_dtype(X)
+        fork_devices = []
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            fork_devices = [index]
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            predictor = self._build_predictor(X, y_2d, dtype)
+            module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
+            if warm:
+                module.load_state_dict(self.net_.module_.state_dict())
+            else:
+                self._initialize_module(module, family, link, y_2d, sample_weight)
+            net = EncoderNet(
+                module.to(device),
+                criterion=NegativeLogLikelihood,
+                criterion__family=family,
+                criterion__link=link,
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                device=device,
+                verbose=self.verbose,
+                **self._net_params(X.shape[0]),
+            )
+            net.initialize()
+            inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
+            targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
+            net.partial_fit(TensorDataset(inputs, targets), y=None)
+            training_eta = None
+            if family.has_dispersion and not family.trains_dispersion:
+                training_eta = net.forward(inputs, device=device)
+
+        self.net_ = net
+        self.family_ = family
+        self.link_ = link
+        self.device_ = device
+        self.n_outputs_ = y_2d.shape[1]
+        self._y_ndim = y.ndim
+        self._input_shape = X.shape[1:]
+        self.mean_response_ = np.average(y_2d, axis=0, weights=sample_weight)
+        self.dispersion_ = self._fitted_dispersion(y_2d, training_eta, sample_weight)
+        self.n_iter_ = self._n_iter()
+        self._set_fitted_attributes()
+        return self
+
+    def _validate_y(self, y, *, n_samples: int, family, dtype) -> np.ndarray:
+        # X and y are validated separately so that errors name which one is wrong
+        y = check_array(
+            y, ensure_2d=False, dtype=dtype, input_name="y", ensure_min_samples=1
+        )
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D (samples x neurons); got shape {y.shape}.")
+        if y.ndim == 2 and y.shape[1] == 0:
+            raise ValueError("y has no columns (neurons).")
+        check_consistent_length(np.empty((n_samples, 0)), y)
+        family.validate_response(y)
+        return y
+
+    def _validate_offset(self, offset, y_shape, dtype):
+        if offset is None:
+            return None
+        offset = check_array(offset, ensure_2d=False, dtype=dtype, input_name="offset")
+        if offset.ndim == 1:
+            offset = offset[:, None]
+        if offset.shape[0] != y_shape[0] or offset.shape[1] not in (1, y_shape[1]):
+            raise ValueError(
+                f"offset must have shape ({y_shape[0]},) or {y_shape}; got {offset.shape}."
+            )
+        return offset
+
+    def _check_warm_start_shapes(self, X, y_2d) -> None:
+        if X.shape[1:] != self._input_shape or y_2d.shape[1] != self.n_outputs_:
+            raise ValueError(
+                "warm_start needs inputs and responses shaped as in the previous fit: "
+                f"inputs {self._input_shape} and {self.n_outputs_} neuron(s), got "
+                f"{X.shape[1:]} and {y_2d.shape[1]}."
+            )
+
+    def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
+        """Start each neuron at its mean rate (and its marginal dispersion)."""
+        mean = np.average(y_2d, axis=0, weights=sample_weight)
+        if link.positive:
+            mean = np.maximum(mean, _MIN_INITIAL_MEAN)
+        if link.name == "logit":
+            mean = np.minimum(mean, 1.0 - _MIN_INITIAL_MEAN)
+        dtype = next(module.parameters()).dtype
+        if hasattr(module.predictor, "initialize_intercept"):
+            eta = torch.as_tensor(link.link(mean), dtype=dtype)
+            module.predictor.initialize_intercept(eta)
+        if module.raw_dispersion is not None:
+            dispersion = family.estimate_dispersion(
+                y_2d, np.broadcast_to(mean, y_2d.shape), sample_weight
+            )
+            raw = torch.as_tensor(family.raw_from_dispersion(dispersion), dtype=dtype)
+            with torch.no_grad():
+                module.raw_dispersion.copy_(raw)
+
+    def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
+        """Inputs as tensors on the device, converted once (no copy on CPU when possible)."""
+        inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
+        if sample_weight is not None and not np.all(sample_weight == 1.0):
+            inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype, device=device)
+        if offset is not None:
+            inputs["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)
+        return inputs
+
+    def _fitted_dispersion(self, y_2d, training_eta, sample_weight):
+        """Trained dispersion, or the family's estimate from the training fit."""
+        raw = self.net_.module_.raw_dispersion
+        if raw is not None:
+            return self.family_.dispersion_from_raw(raw.detach().cpu().double()).numpy()
+        if training_eta is None:
+            return None
+        mean = self._mean_from_eta(training_eta)
+        return self.family_.estimate_dispersion(y_2d, mean, sample_weight)
+
+    def _n_iter(self) -> int:
+        state = getattr(self.net_.optimizer_, "state", {})
+        if "n_iter" in state and getattr(self.net_.optimizer_, "separable", False):
+            n_iter = state["n_iter"]
+            converged = state["converged"]
+            if not bool(torch.all(converged)):
+                warnings.warn(
+                    f"The solver did not converge for {int((~converged).sum())} of "
+                    f"{len(converged)} neuron(s) within {int(n_iter.max())} iterations; "
+                    "increase max_iter or tol, or scale the inputs.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+            return int(n_iter.max())
+        return len(self.net_.history)
+
+    # ------------------------------------------------------------ prediction
+    def _linear_predictor(self, X, offset=None) -> np.ndarray:
+        """Linear predictor ``eta``, a tensor of shape (n_samples, n_outputs) on the device."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        dtype = next(self.net_.module_.parameters()).dtype
+        offset = self._validate_offset(offset, (X.shape[0], self.n_outputs_), X.dtype)
+        inputs = self._to_tensors(X, None, offset, dtype, self.device_)
+        return self.net_.forward(inputs, device=self.device_)
+
+    def _mean_from_eta(self, eta: torch.Tensor) -> np.ndarray:
+        return self.link_.inverse(eta).detach().cpu().double().numpy()
+
+    def _shape_like_y(self, array: np.ndarray) -> np.ndarray:
+        return array[:, 0] if self._y_ndim == 1 else array
+
+    def predict(self, X, offset=None):
+        """Expected response E[y | x] (e.g. spike count per bin).
+
+        Parameters
+        ----------
+        X : array-like
+            Stimulus, shaped as for ``fit``.
+        offset : array-like, optional
+            Fixed term added to the linear predictor, as in ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_neurons)
+            Same shape and units as the ``y`` seen in ``fit``.
+        """
+        return self._shape_like_y(self._mean_from_eta(self._linear_predictor(X, offset)))
+
+    def predict_distribution(self, X, offset=None) -> ResponseDistribution:
+        """The predicted distribution p(y | x) of every sample.
+
+        Parameters
+        ----------
+        X : array-like
+        offset : array-like, optional
+
+        Returns
+        -------
+        distribution : ResponseDistribution
+            Holds the family, link, linear predictors of shape (n_samples,
+            n_neurons) and dispersion; ``distribution.mean`` is the expected
+            response and ``distribution.log_prob(y)`` broadcasts.
+        """
+        eta = self._linear_predictor(X, offset).detach().cpu().double().numpy()
+        return ResponseDistribution(self.family_, self.link_, eta, self.dispersion_)
+
+    def log_likelihood(self, X, y, *, offset=None, per_neuron: bool = False) -> np.ndarray:
+        """Log-likelihood log p(y | x) of each sample, in nats, constants included.
+
+        Parameters
+        ----------
+        X : array-like
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        offset : array-like, optional
+        per_neuron : bool, default=False
+            Return one value per sample and neuron instead of the sum over
+            neurons (neurons are conditionally independent given x).
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,) or (n_samples, n_neurons)
+        """
+        distribution = self.predict_distribution(X, offset)
+        n_samples = len(distribution.eta)
+        y = self._validate_y(y, n_samples=n_samples, family=self.family_, dtype=np.float64)
+        y = y.reshape(n_samples, -1)
+        if y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} neuron(s) but the model was fitted on {self.n_outputs_}."
+            )
+        log_prob = distribution.log_prob(y)
+        return log_prob if per_neuron else log_prob.sum(axis=1)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean log-likelihood per sample and neuron, in nats (higher is better).
+
+        Constants such as ``log y!`` are included, so scores of different
+        models on the same data compare directly.
+
+        Parameters
+        ----------
+        X : array-like
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        score : float
+        """
+        log_prob = self.log_likelihood(X, y, per_neuron=True)
+        return float(np.average(log_prob.mean(axis=1), weights=sample_weight))
+
+    def sample(self, X, random_state=None, offset=None) -> np.ndarray:
+        """Draw responses from the fitted model.
+
+        Parameters
+        ----------
+        X : array-like
+        random_state : int, RandomState instance or None
+        offset : array-like, optional
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_neurons)
+        """
+        return self._shape_like_y(self.predict_distribution(X, offset).sample(random_state))
+
+    @property
+    def history_(self):
+        """Training curve: skorch's ``History`` of the last fit."""
+        check_is_fitted(self)
+        return self.net_.history
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        # score() is a log-likelihood in nats (usually negative), not an R^2
+        tags.regressor_tags.poor_score = True
+        try:
+            family = get_family(self.family)
+        except ValueError:
+            return tags
+        tags.target_tags.positive_only = family.name in ("poisson", "negative_binomial")
+        return tags

@@ -1,0 +1,339 @@
+"""Training machinery: the skorch net, a zero-copy data path, validation splits.
+
+Every estimator trains an :class:`~sklearn_cnnenc.nn.EncodingModule` with one
+:class:`EncoderNet`, a :class:`skorch.NeuralNet` subclass that changes skorch's
+behaviour only through its documented extension points:
+
+* ``get_loss``: the family's negative log-likelihood plus, while training,
+  the module's penalties (validation loss is the plain held-out NLL, so early
+  stopping watches held-out log-likelihood);
+* ``get_dataset`` / ``iterator_*``: the data are tensors on the target device,
+  converted once; a batch is a slice (or, when shuffling, an index gather) of
+  them: no per-sample ``Dataset.__getitem__`` and no DataLoader collation;
+* ``train_step``: with a *separable* full-batch optimizer
+  (:class:`~sklearn_cnnenc._solvers.BatchedLBFGS`, ``BatchedFISTA``) the
+  closure returns one objective per neuron, so a population is solved as a
+  batch of independent problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from torch import nn
+
+from .families import Family
+from .links import Link
+
+__all__ = [
+    "TensorDataset",
+    "TensorBatchIterator",
+    "ValidationSplit",
+    "NegativeLogLikelihood",
+    "EncoderNet",
+]
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Inputs and responses held as tensors, indexed without copying.
+
+    Parameters
+    ----------
+    X : tensor or dict of str to tensor
+        Inputs; a dict maps the module's ``forward`` keyword arguments (and
+        the reserved key ``"sample_weight"``) to tensors of equal length.
+    y : tensor or None
+        Responses, ``(n_samples, n_outputs)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.training import TensorDataset
+    >>> data = TensorDataset({"X": torch.zeros(10, 3)}, torch.zeros(10, 2))
+    >>> len(data), data.subset(torch.arange(4)).y.shape
+    (10, torch.Size([4, 2]))
+    """
+
+    def __init__(self, X: torch.Tensor | Mapping[str, torch.Tensor], y=None) -> None:
+        self.X = dict(X) if isinstance(X, Mapping) else {"X": X}
+        self.y = y
+        lengths = {len(value) for value in self.X.values()}
+        if y is not None:
+            lengths.add(len(y))
+        if len(lengths) != 1:
+            raise ValueError(f"Inputs and responses have inconsistent lengths {sorted(lengths)}.")
+        self._length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        return self.take(index)
+
+    def take(self, index: torch.Tensor | slice):
+        """Return the batch ``(X, y)`` at ``index`` (a slice gives views)."""
+        X = {key: value[index] for key, value in self.X.items()}
+        y = None if self.y is None else self.y[index]
+        return X, y
+
+    def subset(self, index: torch.Tensor) -> TensorDataset:
+        """A new dataset holding the samples at ``index``."""
+        X, y = self.take(index)
+        return TensorDataset(X, y)
+
+
+class TensorBatchIterator:
+    """Mini-batches of a :class:`TensorDataset`: slices, or gathers of a permutation.
+
+    Parameters
+    ----------
+    dataset : TensorDataset
+    batch_size : int, default=128
+        ``-1`` or a size at least ``len(dataset)`` yields the full batch.
+    shuffle : bool, default=False
+        Draw a new permutation every pass (one gather per batch).
+    generator : torch.Generator, optional
+        Source of the permutations, for reproducible shuffling.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.training import TensorBatchIterator, TensorDataset
+    >>> data = TensorDataset({"X": torch.arange(10.0)[:, None]}, torch.zeros(10, 1))
+    >>> [len(y) for X, y in TensorBatchIterator(data, batch_size=4)]
+    [4, 4, 2]
+    """
+
+    def __init__(
+        self,
+        dataset: TensorDataset,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.dataset = dataset
+        n_samples = len(dataset)
+        self.batch_size = n_samples if batch_size == -1 else max(1, min(batch_size, n_samples))
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        n_samples = len(self.dataset)
+        if self.shuffle and n_samples > 1:
+            # the permutation is drawn on the CPU (so a CPU generator works for
+            # any device) and moved once per pass
+            order = torch.randperm(n_samples, generator=self.generator)
+            device = next(iter(self.dataset.X.values())).device
+            order = order.to(device)
+            for start in range(0, n_samples, self.batch_size):
+                yield self.dataset.take(order[start : start + self.batch_size])
+        else:
+            for start in range(0, n_samples, self.batch_size):
+                yield self.dataset.take(slice(start, start + self.batch_size))
+
+
+class ValidationSplit:
+    """Hold out part of the training data for early stopping (a skorch ``train_split``).
+
+    Parameters
+    ----------
+    fraction : float
+        Fraction of samples held out, in (0, 1).
+    method : {"blocked", "random"}, default="blocked"
+        ``"blocked"`` holds out the *last* contiguous block of samples, the
+        right choice for time series where neighbouring bins are correlated
+        (a random split would leak them across the split); ``"random"`` holds
+        out a random subset (independent trials or images).
+    random_state : int, optional
+        Seed of the random split.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.training import TensorDataset, ValidationSplit
+    >>> data = TensorDataset({"X": torch.arange(10.0)[:, None]}, torch.zeros(10, 1))
+    >>> train, valid = ValidationSplit(0.2)(data)
+    >>> valid.X["X"].ravel().tolist()
+    [8.0, 9.0]
+    """
+
+    def __init__(self, fraction: float, method: str = "blocked", random_state=None) -> None:
+        self.fraction = fraction
+        self.method = method
+        self.random_state = random_state
+
+    def __call__(self, dataset: TensorDataset, y=None, groups=None):
+        n_samples = len(dataset)
+        n_valid = int(np.ceil(self.fraction * n_samples))
+        if n_valid < 1 or n_samples - n_valid < 1:
+            raise ValueError(
+                f"Cannot hold out a validation fraction of {self.fraction} from "
+                f"{n_samples} samples: each side needs at least one sample."
+            )
+        device = next(iter(dataset.X.values())).device
+        if self.method == "blocked":
+            order = torch.arange(n_samples, device=device)
+        elif self.method == "random":
+            rng = np.random.default_rng(self.random_state)
+            order = torch.as_tensor(rng.permutation(n_samples), device=device)
+        else:
+            raise ValueError(
+                f"Unknown validation split {self.method!r}; use 'blocked' or 'random'."
+            )
+        n_train = n_samples - n_valid
+        return dataset.subset(order[:n_train]), dataset.subset(order[n_train:])
+
+    def __repr__(self) -> str:
+        return f"ValidationSplit(fraction={self.fraction}, method={self.method!r})"
+
+
+class NegativeLogLikelihood(nn.Module):
+    """Per-neuron (weighted) mean negative log-likelihood of a family.
+
+    Uses the family's ``training_loss`` (the NLL itself, except for the
+    Gaussian, whose mean is fitted by least squares).
+
+    Parameters
+    ----------
+    family : Family
+    link : Link
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.families import get_family
+    >>> from sklearn_cnnenc.links import get_link
+    >>> from sklearn_cnnenc.training import NegativeLogLikelihood
+    >>> loss = NegativeLogLikelihood(get_family("poisson"), get_link("exp"))
+    >>> loss(torch.zeros(4, 2), torch.zeros(4, 2))
+    tensor([1., 1.])
+    """
+
+    def __init__(self, family: Family, link: Link) -> None:
+        super().__init__()
+        self.family = family
+        self.link = link
+
+    def forward(
+        self,
+        eta: torch.Tensor,
+        y: torch.Tensor,
+        raw_dispersion: torch.Tensor | None = None,
+        sample_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        dispersion = None
+        if raw_dispersion is not None:
+            dispersion = self.family.dispersion_from_raw(raw_dispersion)
+        nll = self.family.training_loss(y, eta, self.link, dispersion)
+        if sample_weight is None:
+            return nll.mean(dim=0)
+        return (sample_weight @ nll) / sample_weight.sum()
+
+
+class EncoderNet(NeuralNet):
+    """The skorch net that trains every encoding model of this library.
+
+    A :class:`skorch.NeuralNet` whose criterion is a family's negative
+    log-likelihood (:class:`NegativeLogLikelihood`). The training loss is
+    the sum over neurons of each neuron's mean NLL plus the module's
+    ``regularizer()``; the validation loss is the held-out NLL alone. With a
+    separable full-batch optimizer the closure returns one objective per
+    neuron (see :meth:`get_loss_per_output`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.families import get_family
+    >>> from sklearn_cnnenc.links import get_link
+    >>> from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
+    >>> from sklearn_cnnenc.training import EncoderNet, NegativeLogLikelihood
+    >>> link = get_link("exp")
+    >>> net = EncoderNet(
+    ...     EncodingModule(LinearPredictor(2, 1), link, n_outputs=1),
+    ...     criterion=NegativeLogLikelihood,
+    ...     criterion__family=get_family("poisson"), criterion__link=link,
+    ...     optimizer=torch.optim.Adam, lr=0.1, max_epochs=5, verbose=0,
+    ... )
+    >>> X = {"X": torch.randn(50, 2)}
+    >>> y = torch.poisson(torch.full((50, 1), 2.0))
+    >>> net = net.fit(X, y)
+    >>> len(net.history)
+    5
+    """
+
+    def __init__(
+        self,
+        module,
+        criterion=NegativeLogLikelihood,
+        *,
+        iterator_train=TensorBatchIterator,
+        iterator_valid=TensorBatchIterator,
+        dataset=TensorDataset,
+        train_split=None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            module,
+            criterion,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            dataset=dataset,
+            train_split=train_split,
+            **kwargs,
+        )
+
+    def get_dataset(self, X, y=None):
+        if isinstance(X, TensorDataset):
+            return X
+        return TensorDataset(X, y)
+
+    def infer(self, x, **fit_params):
+        # sample weights travel with the inputs but are the loss's business
+        inputs = {key: value for key, value in x.items() if key != "sample_weight"}
+        return self.module_(**inputs, **fit_params)
+
+    def get_loss_per_output(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
+        """One objective per neuron: mean NLL (plus, in training, the penalty).
+
+        Requires a penalty that is separable over neurons (a vector of shape
+        ``(n_outputs,)`` or a scalar zero), which holds for GLM and LN models.
+        """
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        loss = self.criterion_(
+            y_pred, y_true, self.module_.raw_dispersion, sample_weight=sample_weight
+        )
+        if training:
+            loss = loss + self.module_.regularizer()
+        return loss
+
+    def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        loss = self.criterion_(
+            y_pred, y_true, self.module_.raw_dispersion, sample_weight=sample_weight
+        ).sum()
+        if training:
+            loss = loss + self.module_.regularizer().sum()
+        return loss
+
+    def train_step(self, batch, **fit_params):
+        if not getattr(self.optimizer_, "separable", False):
+            return super().train_step(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+
+        def closure() -> torch.Tensor:
+            self.optimizer_.zero_grad()
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss_per_output(y_pred, yi, X=Xi, training=True)
+            loss.sum().backward()
+            return loss.detach()
+
+        objective = self.optimizer_.step(closure)
+        return {"loss": objective.sum(), "y_pred": None}

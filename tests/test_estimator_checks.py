@@ -1,0 +1,75 @@
+"""scikit-learn's estimator checks for every estimator of the library."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_cnnenc import PoissonGLM
+
+COUNT_MULTIOUTPUT_REASON = (
+    "check_regressor_multioutput draws negative targets (make_regression) without "
+    "honouring the positive_only tag, and count families reject negative responses; "
+    "populations are tested in test_glm.py"
+)
+# scikit-learn's regressor checks draw continuous targets; a Bernoulli model
+# rejects anything but {0, 1} by design.
+BERNOULLI_REASON = (
+    "the check fits continuous regression targets, which the Bernoulli family rejects "
+    "by design (it needs binary responses); Bernoulli fits are tested in test_glm.py"
+)
+BERNOULLI_CHECKS_ON_CONTINUOUS_TARGETS = [
+    "check_fit_score_takes_y",
+    "check_estimators_overwrite_params",
+    "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit",
+    "check_estimators_dtypes",
+    "check_sample_weights_pandas_series",
+    "check_sample_weights_not_an_array",
+    "check_sample_weights_list",
+    "check_sample_weights_shape",
+    "check_sample_weights_not_overwritten",
+    "check_dict_unchanged",
+    "check_dtype_object",
+    "check_f_contiguous_array_estimator",
+    "check_fit2d_1feature",
+    "check_fit2d_predict1d",
+    "check_fit_check_is_fitted",
+    "check_fit_idempotent",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_n_features_in",
+    "check_non_transformer_estimators_n_iter",
+    "check_regressor_data_not_an_array",
+    "check_regressor_multioutput",
+    "check_regressors_int",
+    "check_regressors_no_decision_function",
+    "check_regressors_train",
+    "check_sample_weight_equivalence_on_dense_data",
+    "check_supervised_y_2d",
+]
+
+
+def expected_failed_checks(estimator) -> dict[str, str]:
+    """Checks that cannot pass for this configuration, each with its reason."""
+    family = getattr(estimator, "family", "poisson")
+    if family == "bernoulli":
+        return dict.fromkeys(BERNOULLI_CHECKS_ON_CONTINUOUS_TARGETS, BERNOULLI_REASON)
+    if family in ("poisson", "negative_binomial"):
+        return {"check_regressor_multioutput": COUNT_MULTIOUTPUT_REASON}
+    return {}
+
+
+ESTIMATORS = [
+    PoissonGLM(),
+    PoissonGLM(alpha=0.1, l1_ratio=0.5),
+    # sample-weight equivalence is checked to rtol=1e-7, which needs a tight tol
+    PoissonGLM(family="gaussian", tol=1e-10),
+    PoissonGLM(family="negative_binomial", tol=1e-10),
+    PoissonGLM(family="bernoulli"),
+]
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
