@@ -37,7 +37,7 @@ class EncodingModule(nn.Module):
     >>> from sklearn_cnnenc.links import get_link
     >>> from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
     >>> module = EncodingModule(LinearPredictor(4, 2), get_link("exp"), n_outputs=2)
-    >>> module.predict_mean(torch.zeros(3, 4))
+    >>> module.predict_mean(torch.zeros(3, 4)).detach()
     tensor([[1., 1.],
             [1., 1.],
             [1., 1.]])
