@@ -1,0 +1,483 @@
+"""Cross-validated comparison of encoding models, neuron by neuron."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from scipy import stats
+from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.model_selection import KFold, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_consistent_length
+
+from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
+
+__all__ = ["compare_models", "ModelComparison"]
+
+DEFAULT_METRICS = ("log_likelihood", "bits_per_spike", "pseudo_r2", "correlation")
+ORACLE = "oracle"
+
+
+def _final_step(estimator):
+    while isinstance(estimator, Pipeline):
+        estimator = estimator[-1]
+    return estimator
+
+
+def _fitted_model(estimator):
+    """The fitted model inside a search object (its refitted best estimator)."""
+    return getattr(estimator, "best_estimator_", estimator)
+
+
+def _per_neuron_log_likelihood(model, X, y_2d, prediction) -> np.ndarray:
+    """Mean log-likelihood per neuron, from the model's own distribution when it has one."""
+    final = _final_step(model)
+    if hasattr(final, "log_likelihood") and hasattr(final, "family_"):
+        Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
+        return final.log_likelihood(Xt, y_2d, per_neuron=True).mean(axis=0)
+    return log_likelihood(y_2d, prediction, multioutput="raw_values")
+
+
+def _family_of(model) -> tuple[str, np.ndarray | None]:
+    final = _final_step(model)
+    if hasattr(final, "family_"):
+        return final.family_.name, getattr(final, "dispersion_", None)
+    return "poisson", None
+
+
+def _score_metric(name, metric, model, X, y_2d, prediction, train_mean) -> np.ndarray:
+    if callable(metric):
+        return np.asarray(metric(y_2d, prediction), dtype=float).reshape(-1)
+    if name == "log_likelihood":
+        return _per_neuron_log_likelihood(model, X, y_2d, prediction)
+    if name == "bits_per_spike":
+        return bits_per_spike(y_2d, prediction, y_null=train_mean, multioutput="raw_values")
+    if name in ("pseudo_r2", "pseudo_r2_deviance"):
+        family, dispersion = _family_of(model)
+        kind = "deviance" if name == "pseudo_r2_deviance" else "mcfadden"
+        return pseudo_r2(y_2d, prediction, kind=kind, family=family, dispersion=dispersion,
+                         y_null=train_mean, multioutput="raw_values")
+    if name == "correlation":
+        return correlation(y_2d, prediction, multioutput="raw_values")
+    raise ValueError(f"Unknown metric {name!r}.")
+
+
+def _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates):
+    """Fit one model on one fold and score it on the held-out part, per neuron."""
+    y_2d = y.reshape(len(y), -1)
+    train_mean = y_2d[train].mean(axis=0)
+    start = time.perf_counter()
+    if name == ORACLE:
+        model, params = None, None
+        prediction = oracle_rates.reshape(len(y), -1)[test]
+    else:
+        model = estimator.fit(X[train], y[train])
+        params = getattr(model, "best_params_", None)
+        model = _fitted_model(model)
+        prediction = model.predict(X[test]).reshape(len(test), -1)
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # undefined per-neuron values (a silent neuron in a fold) are kept as nan
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        scores = {
+            metric_name: _score_metric(metric_name, metric, model, X[test], y_2d[test],
+                                       prediction, train_mean)
+            for metric_name, metric in metrics.items()
+        }
+    return {
+        "scores": scores,
+        "fit_time": fit_time,
+        "score_time": time.perf_counter() - start,
+        "params": params,
+    }
+
+
+class _Progress:
+    """A one-line progress bar on stderr (silent when ``verbose`` is false)."""
+
+    def __init__(self, total: int, verbose: bool) -> None:
+        self.total, self.verbose, self.done, self.start = total, verbose, 0, time.perf_counter()
+
+    def update(self, label: str) -> None:
+        self.done += 1
+        if not self.verbose:
+            return
+        width = 30
+        filled = int(width * self.done / self.total)
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} fits "
+            f"({elapsed:5.1f} s) {label:<30.30}"
+        )
+        if self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@dataclass
+class ModelComparison:
+    """Results of :func:`compare_models`: scores per model, fold, neuron and metric.
+
+    Attributes
+    ----------
+    models : list of str
+        Model names, in the order given (``"oracle"`` last when oracle rates
+        were given).
+    metrics : list of str
+    n_neurons : int
+    n_folds : int
+    scores : list of dict
+        Tidy records ``{"model", "fold", "neuron", "metric", "value"}``.
+    fit_times : list of dict
+        ``{"model", "fold", "fit_time", "score_time"}`` in seconds.
+    best_params : list of dict
+        ``{"model", "fold", "params"}`` for models that are searches (the
+        hyper-parameters chosen by the inner cross-validation of that fold).
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import KFold
+    >>> from sklearn_cnnenc import PoissonGLM
+    >>> from sklearn_cnnenc.datasets import make_glm_data
+    >>> from sklearn_cnnenc.model_selection import compare_models
+    >>> data = make_glm_data(n_samples=600, n_features=4, n_neurons=3, random_state=0)
+    >>> results = compare_models({"glm": PoissonGLM(alpha=1e-3)}, data.X, data.y,
+    ...                          cv=KFold(3), verbose=False)
+    >>> results.per_neuron("bits_per_spike")["glm"].shape
+    (3,)
+    """
+
+    models: list[str]
+    metrics: list[str]
+    n_neurons: int
+    n_folds: int
+    scores: list[dict] = field(default_factory=list)
+    fit_times: list[dict] = field(default_factory=list)
+    best_params: list[dict] = field(default_factory=list)
+
+    def per_neuron(self, metric: str) -> dict[str, np.ndarray]:
+        """Each model's score per neuron, averaged over folds (nan-aware)."""
+        if metric not in self.metrics:
+            raise ValueError(f"Unknown metric {metric!r}; results hold {self.metrics}.")
+        table = {name: np.full((self.n_folds, self.n_neurons), np.nan) for name in self.models}
+        for record in self.scores:
+            if record["metric"] == metric:
+                table[record["model"]][record["fold"], record["neuron"]] = record["value"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan neuron -> nan
+            return {name: np.nanmean(values, axis=0) for name, values in table.items()}
+
+    def fraction_of_oracle(self, metric: str = "bits_per_spike") -> dict[str, np.ndarray]:
+        """Per-neuron ratio of each model's score to the oracle's (true rates)."""
+        if ORACLE not in self.models:
+            raise ValueError("No oracle in these results; pass oracle_rates to compare_models.")
+        values = self.per_neuron(metric)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {name: values[name] / values[ORACLE] for name in self.models}
+
+    def summary(self) -> list[dict]:
+        """One row per model: mean and s.e.m. over neurons of every metric, fit time."""
+        rows = []
+        oracle = self.fraction_of_oracle() if ORACLE in self.models and (
+            "bits_per_spike" in self.metrics) else None
+        for name in self.models:
+            row: dict = {"model": name}
+            for metric in self.metrics:
+                row[metric], row[f"{metric}_sem"] = _mean_sem(self.per_neuron(metric)[name])
+            if oracle is not None:
+                row["fraction_of_oracle"], row["fraction_of_oracle_sem"] = _mean_sem(oracle[name])
+            times = [r["fit_time"] for r in self.fit_times if r["model"] == name]
+            row["fit_time"] = float(np.mean(times))
+            rows.append(row)
+        return rows
+
+    def paired_comparisons(self, metric: str = "log_likelihood") -> list[dict]:
+        """Every pair of models compared across neurons.
+
+        Returns, per pair ``(a, b)``: the mean over neurons of ``a - b``, the
+        fraction of neurons where ``a`` is better, and the two-sided Wilcoxon
+        signed-rank p-value (nan with fewer than two neurons with a difference).
+        """
+        values = self.per_neuron(metric)
+        rows = []
+        for i, first in enumerate(self.models):
+            for second in self.models[i + 1:]:
+                difference = values[first] - values[second]
+                difference = difference[np.isfinite(difference)]
+                p_value = np.nan
+                if np.count_nonzero(difference) >= 2:
+                    p_value = float(stats.wilcoxon(difference).pvalue)
+                rows.append({
+                    "model_a": first,
+                    "model_b": second,
+                    "metric": metric,
+                    "mean_difference": float(np.mean(difference)) if difference.size else np.nan,
+                    "fraction_a_better": float(np.mean(difference > 0))
+                    if difference.size else np.nan,
+                    "wilcoxon_p": p_value,
+                    "n_neurons": int(difference.size),
+                })
+        return rows
+
+    def to_frame(self, table: str = "scores"):
+        """A pandas DataFrame of ``"scores"``, ``"fit_times"``, ``"summary"`` or ``"paired"``.
+
+        Requires pandas; the same tables are available as lists of records.
+        """
+        import pandas as pd
+
+        return pd.DataFrame(self._table(table))
+
+    def _table(self, table: str) -> list[dict]:
+        tables = {
+            "scores": lambda: self.scores,
+            "fit_times": lambda: self.fit_times,
+            "summary": self.summary,
+            "paired": lambda: [row for metric in self.metrics
+                               for row in self.paired_comparisons(metric)],
+        }
+        if table not in tables:
+            raise ValueError(f"Unknown table {table!r}; expected one of {sorted(tables)}.")
+        return tables[table]()
+
+    def to_csv(self, directory: str | Path) -> list[Path]:
+        """Write scores.csv, fit_times.csv, summary.csv and paired.csv; return the paths."""
+        import csv
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for table in ("scores", "fit_times", "summary", "paired"):
+            records = self._table(table)
+            path = directory / f"{table}.csv"
+            with path.open("w", newline="") as handle:
+                if records:
+                    writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+                    writer.writeheader()
+                    writer.writerows(records)
+            paths.append(path)
+        return paths
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write everything (records, summary, paired comparisons, best params) as JSON."""
+        path = Path(path)
+        payload = {
+            "models": self.models,
+            "metrics": self.metrics,
+            "n_neurons": self.n_neurons,
+            "n_folds": self.n_folds,
+            "summary": self.summary(),
+            "paired": self._table("paired"),
+            "best_params": self.best_params,
+            "fit_times": self.fit_times,
+            "scores": self.scores,
+        }
+        path.write_text(json.dumps(payload, indent=1, default=_json_default,
+                                   allow_nan=True))
+        return path
+
+    def __repr__(self) -> str:
+        lines = [f"ModelComparison({len(self.models)} models, {self.n_folds} folds, "
+                 f"{self.n_neurons} neurons)"]
+        for row in self.summary():
+            metrics = ", ".join(f"{m}={row[m]:.4g}±{row[m + '_sem']:.2g}" for m in self.metrics)
+            lines.append(f"  {row['model']}: {metrics}, fit {row['fit_time']:.2f} s")
+        return "\n".join(lines)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return repr(value)
+
+
+def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan
+    sem = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan
+    return float(np.mean(values)), sem
+
+
+def _resolve_metrics(scoring) -> dict[str, str | Callable]:
+    if isinstance(scoring, str):
+        scoring = (scoring,)
+    metrics: dict[str, str | Callable] = {}
+    if isinstance(scoring, Mapping):
+        items = scoring.items()
+    else:
+        items = ((name, name) for name in scoring)
+    known = {"log_likelihood", "bits_per_spike", "pseudo_r2", "pseudo_r2_deviance",
+             "correlation"}
+    for name, metric in items:
+        if not callable(metric) and metric not in known:
+            raise ValueError(f"Unknown metric {metric!r}; expected one of {sorted(known)} "
+                             "or a callable metric(y_true, y_pred) -> one value per neuron.")
+        metrics[name] = metric
+    if not metrics:
+        raise ValueError("scoring names no metric.")
+    return metrics
+
+
+@contextlib.contextmanager
+def _backend(scheduler):
+    """joblib's dask backend on a running dask scheduler, or joblib's default."""
+    if scheduler is None:
+        yield
+        return
+    try:
+        from distributed import Client
+    except ImportError as error:
+        raise ImportError(
+            "scheduler= needs dask.distributed: pip install 'sklearn-cnnenc[dask]'."
+        ) from error
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        with parallel_config(backend="dask"):
+            yield
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def compare_models(
+    models: Mapping[str, object],
+    X,
+    y,
+    *,
+    cv=None,
+    scoring: Sequence[str] | Mapping[str, str | Callable] = DEFAULT_METRICS,
+    n_jobs: int | None = None,
+    groups=None,
+    oracle_rates=None,
+    scheduler=None,
+    verbose: bool = True,
+) -> ModelComparison:
+    """Fit every model on every training fold and score it on held-out data, per neuron.
+
+    Each model (an estimator, a Pipeline, or a search object such as
+    ``GridSearchCV``, in which case the comparison is a *nested*
+    cross-validation: hyper-parameters are chosen inside each training fold)
+    is cloned and fitted on each training fold; held-out predictions are
+    scored neuron by neuron.
+
+    Parameters
+    ----------
+    models : dict of str to estimator
+        Named models to compare.
+    X : array-like
+        Stimuli (any shape the models accept; rows are samples).
+    y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        Responses.
+    cv : int, cross-validation generator or iterable, default=None
+        Folds. The default is 5 *contiguous* folds (``KFold`` without
+        shuffling), right for time series whose neighbouring bins are
+        correlated; an int gives that many contiguous folds.
+    scoring : sequence of str, or dict of name to str or callable
+        Metrics among ``"log_likelihood"`` (mean held-out log-likelihood per
+        bin, nats, from each model's own family), ``"bits_per_spike"`` (null:
+        the *training* fold's mean rate, the stricter convention for held-out
+        data), ``"pseudo_r2"`` (McFadden, same null), ``"pseudo_r2_deviance"``
+        and ``"correlation"``; a callable ``metric(y_true, y_pred)`` must return
+        one value per neuron.
+    n_jobs : int, default=None
+        Fits run in parallel (model x fold) through joblib.
+    groups : array-like of shape (n_samples,), optional
+        Group labels for group-aware splitters (e.g. trials).
+    oracle_rates : array-like shaped like ``y``, optional
+        True expected responses (simulations): scored as a model named
+        ``"oracle"``, which gives each model's fraction of the oracle.
+    scheduler : str or distributed.Client, optional
+        Address of a dask scheduler (``"tcp://host:8786"``) or a client: the
+        fits then run on that cluster through joblib's dask backend.
+    verbose : bool, default=True
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    results : ModelComparison
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import KFold
+    >>> from sklearn_cnnenc import PoissonGLM
+    >>> from sklearn_cnnenc.datasets import make_glm_data
+    >>> from sklearn_cnnenc.model_selection import compare_models
+    >>> data = make_glm_data(n_samples=900, n_features=4, n_neurons=4, random_state=0)
+    >>> results = compare_models(
+    ...     {"ridge": PoissonGLM(alpha=1e-3), "strong": PoissonGLM(alpha=10.0)},
+    ...     data.X, data.y, cv=KFold(3), oracle_rates=data.mean, verbose=False)
+    >>> [row["model"] for row in results.summary()]
+    ['ridge', 'strong', 'oracle']
+    >>> bool(results.per_neuron("log_likelihood")["ridge"].mean()
+    ...      > results.per_neuron("log_likelihood")["strong"].mean())
+    True
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty dict of name -> estimator.")
+    if ORACLE in models:
+        raise ValueError(f"{ORACLE!r} is reserved for the true rates given as oracle_rates.")
+    for name, model in models.items():
+        if not hasattr(model, "fit") or not hasattr(model, "predict"):
+            raise TypeError(f"Model {name!r} is not an estimator with fit and predict.")
+    metrics = _resolve_metrics(scoring)
+    X = np.asarray(X) if not hasattr(X, "iloc") else X
+    y = np.asarray(y, dtype=float)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D (samples x neurons); got shape {y.shape}.")
+    check_consistent_length(X, y)
+    if oracle_rates is not None:
+        oracle_rates = np.asarray(oracle_rates, dtype=float)
+        if oracle_rates.shape != y.shape:
+            raise ValueError(f"oracle_rates must be shaped like y {y.shape}; "
+                             f"got {oracle_rates.shape}.")
+    cv = KFold(5) if cv is None else cv
+    cv = check_cv(KFold(cv) if isinstance(cv, int) else cv, y, classifier=False)
+    splits = list(cv.split(X, y, groups))
+    names = list(models) + ([ORACLE] if oracle_rates is not None else [])
+    tasks = [(name, fold, train, test) for fold, (train, test) in enumerate(splits)
+             for name in names]
+    progress = _Progress(len(tasks), verbose)
+
+    def run(name, train, test):
+        estimator = None if name == ORACLE else clone(models[name])
+        return _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates)
+
+    with _backend(scheduler):
+        outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(run)(name, train, test) for name, _, train, test in tasks
+        )
+        results = []
+        for (name, fold, _, _), output in zip(tasks, outputs, strict=True):
+            progress.update(f"{name}, fold {fold}")
+            results.append(output)
+
+    n_neurons = 1 if y.ndim == 1 else y.shape[1]
+    comparison = ModelComparison(models=names, metrics=list(metrics), n_neurons=n_neurons,
+                                 n_folds=len(splits))
+    for (name, fold, _, _), output in zip(tasks, results, strict=True):
+        for metric, values in output["scores"].items():
+            for neuron, value in enumerate(np.asarray(values, dtype=float).reshape(-1)):
+                comparison.scores.append({"model": name, "fold": fold, "neuron": neuron,
+                                          "metric": metric, "value": float(value)})
+        comparison.fit_times.append({"model": name, "fold": fold,
+                                     "fit_time": output["fit_time"],
+                                     "score_time": output["score_time"]})
+        if output["params"] is not None:
+            comparison.best_params.append({"model": name, "fold": fold,
+                                           "params": output["params"]})
+    return comparison
+
