@@ -1,0 +1,52 @@
+"""Scale-out on a real dask.distributed cluster (two worker processes on loopback)."""
+
+import numpy as np
+import pytest
+from joblib import parallel_config
+from sklearn.model_selection import GridSearchCV, KFold
+
+from sklearn_cnnenc import PoissonGLM
+from sklearn_cnnenc.datasets import make_glm_data
+from sklearn_cnnenc.model_selection import compare_models
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=40,
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_glm_data(n_samples=600, n_features=6, n_neurons=3, random_state=0)
+
+
+def test_grid_search_on_dask_equals_the_serial_search(client, data):
+    grid = {"alpha": [1e-3, 0.1, 10.0], "l1_ratio": [0.0, 0.5]}
+    serial = GridSearchCV(PoissonGLM(), grid, cv=KFold(3)).fit(data.X, data.y)
+    with distributed.get_task_stream(client) as task_stream, parallel_config(backend="dask"):
+        distributed_search = GridSearchCV(PoissonGLM(), grid, cv=KFold(3), n_jobs=-1)
+        distributed_search.fit(data.X, data.y)
+    assert distributed_search.best_params_ == serial.best_params_
+    np.testing.assert_allclose(distributed_search.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"], rtol=1e-10)
+    # the fits really ran on the cluster's worker processes
+    assert len(task_stream.data) >= 1
+    assert {task["worker"] for task in task_stream.data} <= set(client.scheduler_info()["workers"])
+
+
+def test_compare_models_on_a_scheduler_address_equals_the_local_run(client, data):
+    models = {"glm": PoissonGLM(alpha=1e-3), "strong": PoissonGLM(alpha=10.0)}
+    local = compare_models(models, data.X, data.y, cv=KFold(3), verbose=False)
+    remote = compare_models(models, data.X, data.y, cv=KFold(3), verbose=False,
+                            scheduler=client.scheduler.address)
+    np.testing.assert_allclose([r["value"] for r in remote.scores],
+                               [r["value"] for r in local.scores], rtol=1e-10)
