@@ -1,0 +1,259 @@
+"""Reading users' data files and saving fitted models.
+
+* :func:`load_npz`: arrays ``X``, ``y`` (and optional ``groups``) in a ``.npz``.
+* :func:`load_nwb`: a stimulus ``TimeSeries`` / image stack and the ``units``
+  table of a Neurodata Without Borders file, binned into spike counts
+  (needs the optional ``pynwb``: ``pip install 'sklearn-cnnenc[nwb]'``).
+* :func:`save_model` / :func:`load_model`: joblib files that record the
+  library, scikit-learn and torch versions, and refuse models saved by an
+  incompatible version with a clear message.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import sklearn
+import torch
+from sklearn.utils import Bunch
+
+__all__ = ["load_npz", "load_nwb", "save_model", "load_model"]
+
+_FORMAT = "sklearn-cnnenc-model"
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    return path
+
+
+def load_npz(path: str | Path) -> Bunch:
+    """Load ``X``, ``y`` and optional ``groups`` from a ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    data : Bunch
+        ``X``, ``y`` and ``groups`` (None when absent).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from sklearn_cnnenc.io import load_npz
+    >>> path = os.path.join(tempfile.mkdtemp(), "data.npz")
+    >>> np.savez(path, X=np.zeros((4, 2)), y=np.ones(4))
+    >>> load_npz(path).X.shape
+    (4, 2)
+    """
+    path = _existing_file(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npz file ({error}).") from error
+    with archive:
+        missing = [name for name in ("X", "y") if name not in archive.files]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the array(s) {missing}; it holds {sorted(archive.files)} "
+                "(expected X: stimuli, y: responses, optional groups)."
+            )
+        X, y = archive["X"], archive["y"]
+        groups = archive["groups"] if "groups" in archive.files else None
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
+    if groups is not None and len(groups) != len(y):
+        raise ValueError(f"groups has {len(groups)} entries but y has {len(y)} in {path}.")
+    return Bunch(X=X, y=y, groups=groups)
+
+
+def _find_time_series(nwbfile, name: str | None):
+    candidates = {**dict(nwbfile.stimulus), **dict(nwbfile.acquisition)}
+    series = {key: value for key, value in candidates.items() if hasattr(value, "data")}
+    if name is None:
+        stimulus_series = [key for key, value in nwbfile.stimulus.items() if hasattr(value, "data")]
+        if len(stimulus_series) != 1:
+            raise ValueError(
+                "Name the stimulus time series (--stimulus NAME); the file holds "
+                f"{sorted(series)}."
+            )
+        name = stimulus_series[0]
+    if name not in series:
+        raise ValueError(f"No time series named {name!r}; the file holds {sorted(series)}.")
+    return series[name]
+
+
+def _sample_times(series) -> np.ndarray:
+    n_samples = len(series.data)
+    if series.timestamps is not None:
+        return np.asarray(series.timestamps[:], dtype=float)
+    return float(series.starting_time or 0.0) + np.arange(n_samples) / float(series.rate)
+
+
+def bin_spike_times(spike_times: list[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """Count each unit's spikes in the bins ``[edges[i], edges[i+1])``.
+
+    Parameters
+    ----------
+    spike_times : list of arrays
+        One array of spike times per unit.
+    edges : ndarray of shape (n_bins + 1,)
+        Increasing bin edges.
+
+    Returns
+    -------
+    counts : ndarray of shape (n_bins, n_units)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc.io import bin_spike_times
+    >>> bin_spike_times([np.array([0.1, 0.15, 0.7]), np.array([0.5])], np.array([0, .5, 1.]))
+    array([[2., 0.],
+           [1., 1.]])
+    """
+    n_bins, n_units = len(edges) - 1, len(spike_times)
+    if n_units == 0:
+        return np.zeros((n_bins, 0))
+    times = np.concatenate([np.asarray(t, dtype=float) for t in spike_times])
+    units = np.repeat(np.arange(n_units), [len(t) for t in spike_times])
+    bins = np.searchsorted(edges, times, side="right") - 1
+    inside = (bins >= 0) & (bins < n_bins)
+    flat = bins[inside] * n_units + units[inside]
+    return np.bincount(flat, minlength=n_bins * n_units).reshape(n_bins, n_units).astype(float)
+
+
+def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None = None) -> Bunch:
+    """Stimulus and binned spike counts from an NWB file.
+
+    Parameters
+    ----------
+    path : str or Path
+        An NWB (HDF5) file with a stimulus ``TimeSeries`` (or ``ImageSeries``)
+        in ``stimulus`` or ``acquisition`` and spike times in ``units``.
+    stimulus : str, optional
+        Name of the stimulus series; may be omitted when ``stimulus`` holds
+        exactly one.
+    bin_s : float, optional
+        Bin width in seconds. Without it, each stimulus sample is one bin
+        (spikes counted until the next sample). With it, bins are regular and
+        each takes the stimulus sample shown at its start (sample and hold).
+
+    Returns
+    -------
+    data : Bunch
+        ``X`` (n_bins, ...) stimulus, ``y`` (n_bins, n_units) spike counts,
+        ``time`` (n_bins,) bin starts in seconds, ``unit_ids``, ``groups``
+        (None).
+    """
+    path = _existing_file(path)
+    try:
+        from pynwb import NWBHDF5IO
+    except ImportError as error:
+        raise ImportError(
+            "Reading NWB files needs pynwb: pip install 'sklearn-cnnenc[nwb]'."
+        ) from error
+    try:
+        io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+        nwbfile = io.read()
+    except Exception as error:  # h5py/hdmf raise many types for a non-NWB file
+        raise ValueError(f"{path} is not a readable NWB file ({type(error).__name__}).") from error
+    with io:
+        series = _find_time_series(nwbfile, stimulus)
+        data = np.asarray(series.data[:])
+        sample_times = _sample_times(series)
+        if nwbfile.units is None or len(nwbfile.units) == 0:
+            raise ValueError(f"{path} has no units table with spike times.")
+        spike_times = [np.asarray(t, dtype=float) for t in nwbfile.units["spike_times"][:]]
+        unit_ids = np.asarray(nwbfile.units.id[:])
+    if bin_s is None:
+        step = np.median(np.diff(sample_times)) if len(sample_times) > 1 else 1.0
+        edges = np.append(sample_times, sample_times[-1] + step)
+        X = data
+    else:
+        if bin_s <= 0:
+            raise ValueError(f"bin_s must be positive; got {bin_s}.")
+        edges = np.arange(sample_times[0], sample_times[-1] + bin_s, bin_s)
+        shown = np.searchsorted(sample_times, edges[:-1], side="right") - 1
+        X = data[np.clip(shown, 0, len(data) - 1)]
+    y = bin_spike_times(spike_times, edges)
+    return Bunch(X=X, y=y, time=edges[:-1], unit_ids=unit_ids, groups=None)
+
+
+def _versions() -> dict:
+    from . import __version__
+
+    return {"sklearn_cnnenc": __version__, "scikit-learn": sklearn.__version__,
+            "torch": torch.__version__}
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Save a fitted model with the library, scikit-learn and torch versions.
+
+    Parameters
+    ----------
+    model : estimator
+    path : str or Path
+
+    Returns
+    -------
+    path : Path
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from sklearn_cnnenc import PoissonGLM
+    >>> from sklearn_cnnenc.io import load_model, save_model
+    >>> model = PoissonGLM().fit(np.eye(3), [0.0, 1.0, 2.0])
+    >>> path = save_model(model, os.path.join(tempfile.mkdtemp(), "glm.joblib"))
+    >>> load_model(path).predict(np.eye(3)).shape
+    (3,)
+    """
+    path = Path(path)
+    with path.open("wb") as handle:
+        # a plain header first, so versions are checked before the model is unpickled
+        pickle.dump({"format": _FORMAT, "versions": _versions()}, handle)
+        joblib.dump(model, handle)
+    return path
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split("+")[0].split(".")[:2])
+
+
+def load_model(path: str | Path):
+    """Load a model saved by :func:`save_model`, checking version compatibility.
+
+    Raises ``ValueError`` naming both versions when the file was written by a
+    different minor version of sklearn-cnnenc (or of scikit-learn or torch),
+    whose pickled objects are not guaranteed to load correctly. Like any
+    pickle, only load files you trust.
+    """
+    path = _existing_file(path)
+    with path.open("rb") as handle:
+        try:
+            header = pickle.load(handle)
+        except Exception:  # not a pickle at all
+            header = None
+        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a model saved by sklearn_cnnenc.io.save_model.")
+        saved, current = header["versions"], _versions()
+        for package in ("sklearn_cnnenc", "scikit-learn", "torch"):
+            if _minor(saved[package]) != _minor(current[package]):
+                raise ValueError(
+                    f"{path} was saved with {package} {saved[package]} but {current[package]} "
+                    f"is installed; install {package}=={saved[package]} to load it, or refit."
+                )
+        try:
+            return joblib.load(handle)
+        except Exception as error:  # unpickling raises many types
+            raise ValueError(
+                f"{path} could not be loaded ({type(error).__name__}: {error})."
+            ) from error
