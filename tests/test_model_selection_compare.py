@@ -118,6 +118,18 @@ def test_tables_and_files(comparison, tmp_path):
     assert "good" in repr(comparison)
 
 
+def test_fitted_estimators_and_test_folds_are_kept_on_request(data):
+    results = compare_models({"glm": PoissonGLM(alpha=1e-3)}, data.X, data.y, cv=KFold(2),
+                             scoring=("correlation",), verbose=False, return_estimators=True)
+    assert sorted(results.estimators) == [("glm", 0), ("glm", 1)]
+    test = results.test_indices[1]
+    np.testing.assert_array_equal(test, np.arange(450, 900))
+    prediction = results.estimators[("glm", 1)].predict(data.X[test])
+    recorded = [r["value"] for r in results.scores if r["fold"] == 1]
+    np.testing.assert_allclose(recorded, correlation(data.y[test], prediction,
+                                                     multioutput="raw_values"))
+
+
 def test_custom_metric_callable(data):
     results = compare_models({"glm": PoissonGLM(alpha=1e-3)}, data.X, data.y, cv=KFold(2),
                              scoring={"mse": lambda y, p: ((y - p) ** 2).mean(axis=0)},

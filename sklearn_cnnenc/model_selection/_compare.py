@@ -72,7 +72,8 @@ def _score_metric(name, metric, model, X, y_2d, prediction, train_mean) -> np.nd
     raise ValueError(f"Unknown metric {name!r}.")
 
 
-def _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates):
+def _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates,
+                   return_estimator=False):
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
     train_mean = y_2d[train].mean(axis=0)
@@ -100,6 +101,7 @@ def _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates):
         "fit_time": fit_time,
         "score_time": time.perf_counter() - start,
         "params": params,
+        "estimator": model if return_estimator else None,
     }
 
 
@@ -144,6 +146,11 @@ class ModelComparison:
     best_params : list of dict
         ``{"model", "fold", "params"}`` for models that are searches (the
         hyper-parameters chosen by the inner cross-validation of that fold).
+    test_indices : list of ndarray
+        The held-out samples of each fold.
+    estimators : dict of (str, int) to estimator
+        The fitted model (a search's best estimator) per model and fold, when
+        ``compare_models(..., return_estimators=True)``.
 
     Examples
     --------
@@ -165,6 +172,8 @@ class ModelComparison:
     scores: list[dict] = field(default_factory=list)
     fit_times: list[dict] = field(default_factory=list)
     best_params: list[dict] = field(default_factory=list)
+    test_indices: list[np.ndarray] = field(default_factory=list)
+    estimators: dict = field(default_factory=dict)
 
     def per_neuron(self, metric: str) -> dict[str, np.ndarray]:
         """Each model's score per neuron, averaged over folds (nan-aware)."""
@@ -365,6 +374,7 @@ def compare_models(
     oracle_rates=None,
     scheduler=None,
     verbose: bool = True,
+    return_estimators: bool = False,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -405,6 +415,8 @@ def compare_models(
         fits then run on that cluster through joblib's dask backend.
     verbose : bool, default=True
         Show a progress bar on stderr.
+    return_estimators : bool, default=False
+        Keep each fold's fitted model in ``results.estimators``.
 
     Returns
     -------
@@ -454,7 +466,8 @@ def compare_models(
 
     def run(name, train, test):
         estimator = None if name == ORACLE else clone(models[name])
-        return _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates)
+        return _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates,
+                              return_estimators)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
@@ -467,7 +480,7 @@ def compare_models(
 
     n_neurons = 1 if y.ndim == 1 else y.shape[1]
     comparison = ModelComparison(models=names, metrics=list(metrics), n_neurons=n_neurons,
-                                 n_folds=len(splits))
+                                 n_folds=len(splits), test_indices=[test for _, test in splits])
     for (name, fold, _, _), output in zip(tasks, results, strict=True):
         for metric, values in output["scores"].items():
             for neuron, value in enumerate(np.asarray(values, dtype=float).reshape(-1)):
@@ -476,6 +489,8 @@ def compare_models(
         comparison.fit_times.append({"model": name, "fold": fold,
                                      "fit_time": output["fit_time"],
                                      "score_time": output["score_time"]})
+        if output["estimator"] is not None:
+            comparison.estimators[(name, fold)] = output["estimator"]
         if output["params"] is not None:
             comparison.best_params.append({"model": name, "fold": fold,
                                            "params": output["params"]})
