@@ -58,6 +58,7 @@ def moving_sum(values: np.ndarray, window: int) -> np.ndarray:
     Parameters
     ----------
     values : ndarray of shape (n_rows, n_columns)
+        Overwritten by its cumulative sum when ``window > 1``.
     window : int
 
     Returns
@@ -73,9 +74,11 @@ def moving_sum(values: np.ndarray, window: int) -> np.ndarray:
     """
     if window == 1:
         return values
-    cumulative = np.cumsum(values, axis=0)
-    cumulative[window:] -= cumulative[:-window].copy()
-    return cumulative
+    cumulative = np.cumsum(values, axis=0, out=values)
+    sums = np.empty_like(cumulative)
+    sums[:window] = cumulative[:window]
+    np.subtract(cumulative[window:], cumulative[:-window], out=sums[window:])
+    return sums
 
 
 class CandidateLikelihood:
@@ -146,7 +149,8 @@ class CandidateLikelihood:
     def chunk_rows(self, n_rows: int) -> int:
         """Responses per chunk so that temporaries stay within the memory budget."""
         width = self.n_candidates * (1 if self._kind is not None else self.n_neurons)
-        # the matrix, its running sum over bins and one exp() temporary
+        # the matrix, its moving sum over bins (or an exp() temporary) and
+        # the caller's copy of the normalised posterior
         row_bytes = 3 * 8 * max(width, 1)
         budget = min(_MAX_CHUNK_BYTES, get_config()["working_memory"] * 2**20)
         return int(max(1, min(n_rows, budget // row_bytes)))

@@ -417,7 +417,8 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_candidates)
             Rows sum to one; columns follow ``classes_``.
         """
-        return np.exp(self.predict_log_proba(X))
+        proba = self.predict_log_proba(X)
+        return np.exp(proba, out=proba)
 
     def _map_codes(self, X: np.ndarray) -> np.ndarray:
         codes = np.empty(len(X), dtype=np.intp)
