@@ -130,7 +130,8 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         encoder then learns one mean response per class, a Poisson naive
         Bayes decoder with the default encoder family).
     prior : {"uniform"} or array-like of shape (n_candidates,), default=None
-        Prior probability of each candidate. ``None``: the class frequencies
+        Prior probability of each candidate (in the order of ``classes_``),
+        non-negative and summing to one. ``None``: the class frequencies
         of the labels seen in ``fit`` (a candidate never seen has
         probability zero, so it is never decoded: use ``"uniform"`` when
         some candidates may be missing from the training labels).
@@ -250,7 +251,8 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         _check_non_negative(X, self.__sklearn_tags__().input_tags.positive_only)
 
-        if self.stimuli is None:
+        self._one_hot = self.stimuli is None
+        if self._one_hot:
             self.classes_, codes = np.unique(y, return_inverse=True)
             self.stimuli_ = np.eye(len(self.classes_))
         else:
@@ -319,7 +321,7 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
     def _codes_from_labels(self, y) -> np.ndarray:
         """Candidate index of each label (for scoring against true labels)."""
         y = np.asarray(y)
-        if self.stimuli is not None:
+        if not self._one_hot:
             return self._codes_from_stimulus_indices(y.ravel())
         y = y.ravel()
         codes = np.searchsorted(self.classes_, y)
@@ -493,8 +495,7 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        final = _final_step(self.encoder)
-        family = final.get_params().get("family") if hasattr(final, "get_params") else None
+        family = getattr(_final_step(self.encoder), "family", None)
         # count families reject negative responses; scikit-learn's checks then
         # draw non-negative data
         tags.input_tags.positive_only = family in _COUNT_FAMILIES
@@ -528,6 +529,8 @@ class _DecodingScorer:
                                     weights=sample_weight))
         errors = decoder._decoding_errors(X, y, self._estimate)
         if self._statistic == "median":
+            if sample_weight is not None:
+                raise ValueError("The median decoding error does not take sample_weight.")
             return -float(np.median(errors))
         return -float(np.average(errors, weights=sample_weight))
 

@@ -1,24 +1,28 @@
 """BayesianDecoder and reconstruct, against hand computations, closed forms and simulations."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import sklearn
 import torch
 from scipy import optimize, stats
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import SplineTransformer
+from sklearn.preprocessing import FunctionTransformer, SplineTransformer
 
 import sklearn_cnnenc
 from sklearn_cnnenc import BayesianDecoder, PoissonGLM
 from sklearn_cnnenc._decoding_likelihood import CandidateLikelihood
 from sklearn_cnnenc.datasets import make_glm_data
 from sklearn_cnnenc.decoding import DECODING_SCORERS, make_decoding_scorer, reconstruct
-from sklearn_cnnenc.families import Poisson, ResponseDistribution
+from sklearn_cnnenc.families import Gaussian, Poisson, ResponseDistribution
 from sklearn_cnnenc.links import get_link
+from sklearn_cnnenc.nn import EncodingModule
 
 # --------------------------------------------------------------------- helpers
 
@@ -271,6 +275,11 @@ def test_decoding_scorers_match_their_definitions():
     assert repr(scorer) == (
         "make_decoding_scorer('neg_decoding_error', estimate='map', statistic='median')"
     )
+    with pytest.raises(ValueError, match="median decoding error does not take sample_weight"):
+        scorer(decoder, Y, labels, sample_weight=np.ones(300))
+    # a decoder behind response preprocessing is scored through the pipeline
+    pipeline = make_pipeline(FunctionTransformer(), decoder)
+    assert DECODING_SCORERS["log_posterior"](pipeline, Y, labels) == pytest.approx(expected)
 
 
 def test_log_posterior_scorer_stays_exact_where_probabilities_underflow():
@@ -463,6 +472,49 @@ def test_reconstruct_finds_a_local_maximum_of_the_log_posterior(name):
         perturbed = x_hat + 1e-2 * rng.standard_normal(x_hat.shape)
         assert np.all(log_posterior_at(perturbed) <= log_posterior + 1e-9)
     assert np.all(log_posterior > log_posterior_at(np.zeros_like(x_hat)))
+
+
+class _ImageEncoder(BaseEstimator):
+    """A fitted linear-Gaussian encoder of 3 x 4 images, duck-typed like the library's."""
+
+    def __init__(self, weight, bias, noise_variance):
+        predictor = torch.nn.Linear(12, len(bias), dtype=torch.float64)
+        with torch.no_grad():
+            predictor.weight.copy_(torch.as_tensor(weight))
+            predictor.bias.copy_(torch.as_tensor(bias))
+        flatten_then_linear = torch.nn.Sequential(torch.nn.Flatten(), predictor)
+        self.net_ = SimpleNamespace(
+            module_=EncodingModule(flatten_then_linear, get_link("identity"), len(bias))
+        )
+        self.family_, self.link_ = Gaussian(), get_link("identity")
+        self.dispersion_, self.n_outputs_, self._input_shape = noise_variance, len(bias), (3, 4)
+
+    def fit(self, X, y):  # scikit-learn's check_is_fitted wants an estimator
+        return self
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+
+@pytest.mark.parametrize("smooth_axes", [None, 1])
+def test_reconstruct_smooths_images_along_the_requested_axes(smooth_axes):
+    rng = np.random.RandomState(0)
+    weight, bias = rng.standard_normal((20, 12)), rng.standard_normal(20)
+    phi = rng.uniform(0.5, 2.0, 20)
+    encoder = _ImageEncoder(weight, bias, phi)
+    y = rng.standard_normal((3, 20)) * 3
+    x_hat, _ = reconstruct(encoder, y, prior="smooth", prior_scale=0.5,
+                           smooth_axes=smooth_axes, tol=1e-10)
+    assert x_hat.shape == (3, 3, 4)
+    # row-major flattening: neighbours along H are 4 apart, along W adjacent
+    along_h = np.kron(np.diff(np.eye(3), axis=0), np.eye(4))
+    along_w = np.kron(np.eye(3), np.diff(np.eye(4), axis=0))
+    penalty = along_w.T @ along_w
+    if smooth_axes is None:
+        penalty = penalty + along_h.T @ along_h
+    precision = weight.T @ (weight / phi[:, None]) + penalty / 0.25
+    expected = np.linalg.solve(precision, (((y - bias) / phi) @ weight).T).T
+    np.testing.assert_allclose(x_hat.reshape(3, 12), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_reconstruct_bad_input_is_a_clear_error(linear_gaussian):
