@@ -1,8 +1,11 @@
 """scikit-learn's estimator checks for every estimator of the library."""
 
+import numpy as np
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import SplineTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_cnnenc import PoissonGLM
+from sklearn_cnnenc import BayesianDecoder, PoissonGLM
 
 COUNT_MULTIOUTPUT_REASON = (
     "check_regressor_multioutput draws negative targets (make_regression) without "
@@ -50,8 +53,26 @@ BERNOULLI_CHECKS_ON_CONTINUOUS_TARGETS = [
 ]
 
 
+# With a candidate set the classes are its rows 0..K-1, whatever labels fit sees.
+CANDIDATE_SET_REASON = (
+    "with stimuli given, the classes are the K rows of the candidate set and labels "
+    "are row indices; the check fits string labels, labels beyond K-1, or only some "
+    "of the K classes and expects predict_proba to have one column per label seen. "
+    "Arbitrary labels are covered by the stimuli=None configuration"
+)
+DECODER_CANDIDATE_SET_CHECKS = [
+    "check_classifiers_classes",
+    "check_classifiers_train",
+    "check_dtype_object",
+]
+
+
 def expected_failed_checks(estimator) -> dict[str, str]:
     """Checks that cannot pass for this configuration, each with its reason."""
+    if isinstance(estimator, BayesianDecoder):
+        if estimator.stimuli is None:
+            return {}
+        return dict.fromkeys(DECODER_CANDIDATE_SET_CHECKS, CANDIDATE_SET_REASON)
     family = getattr(estimator, "family", "poisson")
     if family == "bernoulli":
         return dict.fromkeys(BERNOULLI_CHECKS_ON_CONTINUOUS_TARGETS, BERNOULLI_REASON)
@@ -67,6 +88,16 @@ ESTIMATORS = [
     PoissonGLM(family="gaussian", tol=1e-10),
     PoissonGLM(family="negative_binomial", tol=1e-10),
     PoissonGLM(family="bernoulli"),
+    # decoders: one-hot candidates for arbitrary labels (a Poisson naive Bayes
+    # through the GLM), a Gaussian encoder (responses may be negative), and a
+    # candidate set of positions behind a spline basis
+    BayesianDecoder(PoissonGLM()),
+    BayesianDecoder(PoissonGLM(family="gaussian"), prior="uniform"),
+    BayesianDecoder(
+        make_pipeline(SplineTransformer(n_knots=3), PoissonGLM()),
+        stimuli=np.linspace(0.0, 1.0, 3),
+        integrate_bins=1,
+    ),
 ]
 
 

@@ -1,0 +1,193 @@
+"""The log-likelihood of many responses under many candidate stimuli, without loops.
+
+A decoder needs ``log p(y_i | s_k)`` for every response vector ``y_i`` and
+every candidate stimulus ``s_k``. Neurons are conditionally independent given
+the stimulus and every family of the library is an exponential family in its
+mean with a dispersion that depends on the neuron only, so the whole matrix is
+one matrix product plus two vectors:
+
+.. math::
+
+    \\log p(y_i \\mid s_k) = \\sum_n y_{in} A_{kn} + b_k + c(y_i)
+
+==================  ===================================  ========================================
+family              ``A[k, n]``                          ``b[k]``, ``c(y)``
+==================  ===================================  ========================================
+poisson             ``log mu``                           ``-sum mu``; ``-sum log y!``
+bernoulli (logit)   ``eta``                              ``-sum softplus(eta)``; 0
+gaussian            ``mu / phi``                         ``-sum mu^2 / 2 phi``;
+                                                         ``-sum (y^2 / phi + log 2 pi phi) / 2``
+negative binomial   ``log mu - log(r + mu)``, r=1/alpha  ``-sum r log1p(mu / r)``;
+                                                         ``sum log Gamma(y + r) / Gamma(r) y!``
+==================  ===================================  ========================================
+
+The encoder is evaluated once on the candidates (``A`` and ``b``); each batch
+of responses then costs one GEMM. Families without such a form fall back to
+chunked broadcasting of the family's own log-probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from scipy.special import gammaln
+from sklearn import get_config
+
+from .families import (
+    Bernoulli,
+    Gaussian,
+    NegativeBinomial,
+    Poisson,
+    ResponseDistribution,
+    _log_rising_factorial_numpy,
+)
+
+__all__ = ["CandidateLikelihood", "moving_sum"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+# Temporaries of one chunk of responses stay below this size (and below
+# scikit-learn's ``working_memory``): larger chunks are no faster, since the
+# GEMM is already compute-bound at a few hundred rows.
+_MAX_CHUNK_BYTES = 64 * 2**20
+
+
+def moving_sum(values: np.ndarray, window: int) -> np.ndarray:
+    """Sum of each row and the ``window - 1`` rows before it (fewer at the start).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_columns)
+        Overwritten by its cumulative sum when ``window > 1``.
+    window : int
+
+    Returns
+    -------
+    sums : ndarray of shape (n_rows, n_columns)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc._decoding_likelihood import moving_sum
+    >>> moving_sum(np.arange(5.0)[:, None], 3).ravel()
+    array([0., 1., 3., 6., 9.])
+    """
+    if window == 1:
+        return values
+    cumulative = np.cumsum(values, axis=0, out=values)
+    sums = np.empty_like(cumulative)
+    sums[:window] = cumulative[:window]
+    np.subtract(cumulative[window:], cumulative[:-window], out=sums[window:])
+    return sums
+
+
+class CandidateLikelihood:
+    """``log p(y | candidate)`` for batches of responses, from one encoder evaluation.
+
+    Parameters
+    ----------
+    distribution : ResponseDistribution
+        The encoder's predicted distribution for every candidate stimulus,
+        with linear predictors of shape (n_candidates, n_neurons).
+
+    Attributes
+    ----------
+    family : Family
+    n_candidates : int
+    n_neurons : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc.families import ResponseDistribution, get_family
+    >>> from sklearn_cnnenc.links import get_link
+    >>> rates = np.array([[1.0, 4.0], [4.0, 1.0]])  # two candidates, two neurons
+    >>> distribution = ResponseDistribution(get_family("poisson"), get_link("exp"), np.log(rates))
+    >>> likelihood = CandidateLikelihood(distribution)
+    >>> likelihood(np.array([[0.0, 5.0]])).round(3)
+    array([[-2.856, -9.787]])
+    """
+
+    def __init__(self, distribution: ResponseDistribution) -> None:
+        self.family = distribution.family
+        self.n_candidates, self.n_neurons = distribution.eta.shape
+        self._distribution = distribution
+        self._dispersion = None
+        if distribution.dispersion is not None:
+            self._dispersion = np.asarray(distribution.dispersion, dtype=float)
+        self._kind = type(self.family)
+        if self._kind is Bernoulli and distribution.link.name != "logit":
+            self._kind = None
+        terms = _candidate_terms(self._kind, distribution, self._dispersion)
+        if terms is None:
+            self._kind = None
+        else:
+            self._weights, self._candidate_term = terms
+
+    def __call__(self, Y: np.ndarray) -> np.ndarray:
+        """Log-likelihood matrix of shape (n_responses, n_candidates) for one batch."""
+        if self._kind is None:
+            # y (n, 1, N) against eta (K, N): the family's exact log-probability
+            return self._distribution.log_prob(Y[:, None, :]).sum(axis=2)
+        log_likelihood = Y @ self._weights.T
+        log_likelihood += self._candidate_term
+        log_likelihood += self._response_term(Y)[:, None]
+        return log_likelihood
+
+    def _response_term(self, Y: np.ndarray) -> np.ndarray:
+        """The part ``c(y)`` that depends on the response only."""
+        if self._kind is Poisson:
+            return -gammaln(Y + 1.0).sum(axis=1)
+        if self._kind is Gaussian:
+            phi = self._dispersion
+            return -0.5 * (Y**2 @ (1.0 / phi)) - 0.5 * float(np.sum(np.log(phi) + _LOG_2PI))
+        if self._kind is NegativeBinomial:
+            r = 1.0 / self._dispersion
+            return (_log_rising_factorial_numpy(Y, r) - gammaln(Y + 1.0)).sum(axis=1)
+        return np.zeros(len(Y))  # Bernoulli
+
+    def chunk_rows(self, n_rows: int) -> int:
+        """Responses per chunk so that temporaries stay within the memory budget."""
+        width = self.n_candidates * (1 if self._kind is not None else self.n_neurons)
+        # the matrix, its moving sum over bins (or an exp() temporary) and
+        # the caller's copy of the normalised posterior
+        row_bytes = 3 * 8 * max(width, 1)
+        budget = min(_MAX_CHUNK_BYTES, get_config()["working_memory"] * 2**20)
+        return int(max(1, min(n_rows, budget // row_bytes)))
+
+    def iter_chunks(
+        self, Y: np.ndarray, integrate_bins: int = 1
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(rows, log_likelihood)`` over chunks of ``Y``.
+
+        With ``integrate_bins=w`` row ``t`` holds the summed log-likelihood of
+        bins ``t - w + 1 .. t`` (bins are independent given the stimulus);
+        each chunk recomputes the ``w - 1`` bins before it.
+        """
+        n_rows = len(Y)
+        chunk = self.chunk_rows(n_rows)
+        for start in range(0, n_rows, chunk):
+            stop = min(start + chunk, n_rows)
+            first = max(0, start - integrate_bins + 1)
+            log_likelihood = moving_sum(self(Y[first:stop]), integrate_bins)
+            yield slice(start, stop), log_likelihood[start - first :]
+
+
+def _candidate_terms(kind, distribution: ResponseDistribution, dispersion):
+    """``(A, b)`` of the GEMM form for the library's families, else None."""
+    eta = distribution.eta
+    if kind is Poisson:
+        return distribution.log_mean, -distribution.mean.sum(axis=1)
+    if kind is Bernoulli:
+        # log(1 - sigmoid(eta)) = -softplus(eta), written to stay finite
+        return eta, -np.logaddexp(0.0, eta).sum(axis=1)
+    if kind is Gaussian:
+        mean = distribution.mean
+        return mean / dispersion, -0.5 * (mean**2 / dispersion).sum(axis=1)
+    if kind is NegativeBinomial:
+        r = 1.0 / dispersion
+        log_r = np.log(r)
+        log_mean = distribution.log_mean
+        log1p_mean_over_r = np.logaddexp(0.0, log_mean - log_r)
+        return log_mean - log_r - log1p_mean_over_r, -(r * log1p_mean_over_r).sum(axis=1)
+    return None
