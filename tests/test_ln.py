@@ -69,6 +69,8 @@ def test_equivalent_glm_of_an_identity_filter_bank_predicts_like_the_model():
     # shared between the filters: alpha on the sum becomes alpha * n_filters
     reference = PoissonGLM(alpha=1e-3 / 3, tol=1e-8).fit(data.X, data.y)
     np.testing.assert_allclose(glm.coef[0], reference.coef_, atol=1e-5)
+    # a GLM is its own equivalent
+    np.testing.assert_array_equal(equivalent_glm(reference).coef[0], reference.coef_)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
