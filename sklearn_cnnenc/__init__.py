@@ -4,19 +4,26 @@ Estimators predict a neuron's (or a population's) response from a stimulus
 and are fitted by maximum likelihood on PyTorch through skorch:
 
 * :class:`PoissonGLM`: generalised linear model (ridge / elastic net).
+* :class:`LNModel`: linear-nonlinear cascade (filter banks, energy models,
+  space-time separable filters).
 * :class:`BayesianDecoder`: decodes the stimulus from responses through any
   fitted encoder and a stimulus prior (a scikit-learn classifier).
 
 Submodules: ``families`` (observation models), ``links`` (inverse links),
 ``metrics`` (log-likelihood, bits per spike, pseudo-R2, correlation, FEVE and
 scikit-learn scorers), ``datasets`` (simulated neurons, real recordings),
-``nn`` (the torch modules), ``training`` (the skorch net), ``decoding``
-(Bayesian decoding and MAP stimulus reconstruction).
+``nn`` (the torch modules), ``training`` (the skorch net), ``preprocessing``
+(time lags, raised-cosine bases, spike history), ``model_selection``
+(contiguous-block cross-validation, model comparison), ``inspection``
+(STA/STC, GLM-equivalent filters), ``simulation`` (recurrent simulation of
+history GLMs), ``decoding`` (Bayesian decoding and MAP stimulus
+reconstruction), ``io`` (data files, saved models), ``plotting``.
 """
 
 from .decoding import BayesianDecoder
 from .glm import PoissonGLM
+from .ln import LNModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BayesianDecoder", "PoissonGLM", "__version__"]
+__all__ = ["BayesianDecoder", "LNModel", "PoissonGLM", "__version__"]

@@ -126,7 +126,7 @@ class TensorBatchIterator:
 
     def __iter__(self) -> Iterator:
         n_samples = len(self.dataset)
-        if self.shuffle and n_samples > 1:
+        if self.shuffle and self.batch_size < n_samples:
             # the permutation is drawn on the CPU (so a CPU generator works for
             # any device) and moved once per pass
             order = torch.randperm(n_samples, generator=self.generator)

@@ -5,7 +5,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_cnnenc import BayesianDecoder, PoissonGLM
+from sklearn_cnnenc import BayesianDecoder, LNModel, PoissonGLM
+from sklearn_cnnenc.preprocessing import RaisedCosineBasis, TimeLagger
 
 COUNT_MULTIOUTPUT_REASON = (
     "check_regressor_multioutput draws negative targets (make_regression) without "
@@ -65,6 +66,22 @@ DECODER_CANDIDATE_SET_CHECKS = [
     "check_classifiers_train",
     "check_dtype_object",
 ]
+# The check fits 15 samples with 30 features: a non-convex LN model is then flat
+# around its optimum, so weighted and repeated fits reach the same objective
+# (to 1e-8, from the same start) with predictions equal only to ~1e-6.
+NONCONVEX_WEIGHTS_REASON = (
+    "a non-convex LN fit of 15 samples and 30 features is flat near its optimum: the "
+    "weighted and repeated fits reach the same training objective from the same start, "
+    "but predictions agree to ~1e-6, not rtol=1e-7; sample weights are tested on "
+    "well-determined data in test_ln.py"
+)
+# A time-lag transformer maps each row to a window of *earlier* rows: its
+# output depends on the order of the samples and on which samples are present.
+TIME_SERIES_REASON = (
+    "the output of a time-lag transformer depends on the preceding rows by design "
+    "(a time series), so transforming a permuted or partial input cannot equal "
+    "permuting or subsetting the transform; TimeLagger is tested in test_preprocessing.py"
+)
 
 
 def expected_failed_checks(estimator) -> dict[str, str]:
@@ -73,6 +90,18 @@ def expected_failed_checks(estimator) -> dict[str, str]:
         if estimator.stimuli is None:
             return {}
         return dict.fromkeys(DECODER_CANDIDATE_SET_CHECKS, CANDIDATE_SET_REASON)
+    if isinstance(estimator, TimeLagger):
+        return {
+            "check_methods_sample_order_invariance": TIME_SERIES_REASON,
+            "check_methods_subset_invariance": TIME_SERIES_REASON,
+        }
+    if isinstance(estimator, RaisedCosineBasis):
+        return {}
+    if isinstance(estimator, LNModel) and estimator.nonlinearity != "identity":
+        return {
+            "check_regressor_multioutput": COUNT_MULTIOUTPUT_REASON,
+            "check_sample_weight_equivalence_on_dense_data": NONCONVEX_WEIGHTS_REASON,
+        }
     family = getattr(estimator, "family", "poisson")
     if family == "bernoulli":
         return dict.fromkeys(BERNOULLI_CHECKS_ON_CONTINUOUS_TARGETS, BERNOULLI_REASON)
@@ -98,6 +127,13 @@ ESTIMATORS = [
         stimuli=np.linspace(0.0, 1.0, 3),
         integrate_bins=1,
     ),
+    # (a bounded max_iter: some checks fit unscaled data on which a non-convex
+    # fit creeps; the checks test the API, the fits are tested in test_ln.py)
+    LNModel(n_init=2, max_iter=200),
+    LNModel(nonlinearity="identity", tol=1e-10),
+    LNModel(n_filters=2, nonlinearity="square", n_init=2, max_iter=200),
+    TimeLagger(n_lags=3),
+    RaisedCosineBasis(n_basis=3),
 ]
 
 

@@ -1,5 +1,13 @@
 """Simulated neurons with known ground truth, and loaders for real recordings."""
 
+from ._recordings import load_grasshopper_auditory, load_hippocampus_linear_track
 from ._simulated import make_glm_data
+from ._temporal import make_energy_model_data, make_ln_data
 
-__all__ = ["make_glm_data"]
+__all__ = [
+    "load_grasshopper_auditory",
+    "load_hippocampus_linear_track",
+    "make_energy_model_data",
+    "make_glm_data",
+    "make_ln_data",
+]

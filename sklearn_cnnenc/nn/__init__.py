@@ -8,5 +8,6 @@ penalty as a ``regularizer()`` method, so training code only sums them.
 
 from .encoding import EncodingModule
 from .linear import LinearPredictor
+from .ln import FilterBankPredictor
 
-__all__ = ["EncodingModule", "LinearPredictor"]
+__all__ = ["EncodingModule", "FilterBankPredictor", "LinearPredictor"]

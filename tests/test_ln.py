@@ -1,0 +1,261 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import subspace_angles
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_cnnenc import LNModel, PoissonGLM
+from sklearn_cnnenc.datasets import make_energy_model_data, make_glm_data, make_ln_data
+from sklearn_cnnenc.inspection import equivalent_glm
+from sklearn_cnnenc.model_selection import BlockedKFold
+from sklearn_cnnenc.nn import FilterBankPredictor
+
+
+def _cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _ln_objective(model, X, y):
+    """Mean Poisson NLL (with log y!) plus the ridge, recomputed in numpy."""
+    from scipy.special import gammaln
+
+    mean = model.predict(X).reshape(len(X), -1)
+    nll = np.mean(mean - y.reshape(len(X), -1) * np.log(mean) + gammaln(y.reshape(len(X), -1) + 1),
+                  axis=0)
+    penalty = 0.5 * model.alpha * (
+        (model.filters_**2).reshape(model.n_outputs_, -1).sum(axis=1)
+        + (model.weights_**2).sum(axis=1)
+        + (model.filter_bias_**2).sum(axis=1)
+    )
+    return nll + penalty
+
+
+@pytest.fixture(scope="module")
+def ln_data():
+    return make_ln_data(n_samples=12000, n_lags=15, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def energy_data():
+    return make_energy_model_data(n_samples=12000, n_lags=12, random_state=1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+def test_identity_single_filter_is_exactly_the_poisson_glm(alpha):
+    data = make_glm_data(n_samples=2000, n_features=6, n_neurons=3, random_state=0)
+    glm = PoissonGLM(alpha=alpha, tol=1e-8).fit(data.X, data.y)
+    ln = LNModel(1, "identity", link="exp", alpha=alpha, tol=1e-8).fit(data.X, data.y)
+    np.testing.assert_allclose(ln.linear_filter_, glm.coef_, atol=1e-10)
+    np.testing.assert_allclose(ln.intercept_, glm.intercept_, atol=1e-10)
+    assert ln.score(data.X, data.y) == pytest.approx(glm.score(data.X, data.y), abs=1e-12)
+    assert np.all(ln.weights_ == 1.0)
+    assert ln.n_restarts_ == 1
+
+
+def test_equivalent_glm_of_an_identity_filter_bank_predicts_like_the_model():
+    data = make_glm_data(n_samples=1500, n_features=5, random_state=2)
+    model = LNModel(3, "identity", alpha=1e-3, tol=1e-8).fit(data.X, data.y)
+    glm = equivalent_glm(model)
+    np.testing.assert_allclose(glm.coef, model.filters_.sum(axis=1))
+    eta = data.X @ glm.coef.T + glm.intercept
+    np.testing.assert_allclose(np.exp(eta[:, 0]), model.predict(data.X), rtol=1e-10)
+    # a bank of identity filters is still the (convex) GLM, with the ridge
+    # shared between the filters: alpha on the sum becomes alpha * n_filters
+    reference = PoissonGLM(alpha=1e-3 / 3, tol=1e-8).fit(data.X, data.y)
+    np.testing.assert_allclose(glm.coef[0], reference.coef_, atol=1e-5)
+    # a GLM is its own equivalent
+    np.testing.assert_array_equal(equivalent_glm(reference).coef[0], reference.coef_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_equivalent_glm_refuses_a_hidden_nonlinearity(ln_data):
+    model = LNModel(1, "softplus", n_init=1, max_iter=5).fit(ln_data.X[:500], ln_data.y[:500])
+    assert not hasattr(model, "linear_filter_")
+    with pytest.raises(ValueError, match="not a GLM of its input"):
+        equivalent_glm(model)
+
+
+@pytest.mark.parametrize("nonlinearity", ["softplus", "relu", "exp"])
+def test_recovers_the_filter_of_a_simulated_ln_neuron(ln_data, nonlinearity):
+    model = LNModel(1, nonlinearity, n_init=2, random_state=0).fit(ln_data.X, ln_data.y)
+    assert model.filters_.shape == (1, 1, 15)
+    # the sign of a (filter, weight) pair is arbitrary only for the response's
+    # shape; the fitted response grows along the true filter
+    cosine = _cosine(model.filters_[0, 0], ln_data.filters) * np.sign(model.weights_[0, 0])
+    assert cosine > 0.97
+
+
+def test_ln_model_beats_the_glm_on_held_out_ln_data():
+    data = make_ln_data(n_samples=16000, n_lags=10, nonlinearity="relu", gain=1.5,
+                        threshold=-0.5, mean_rate=0.2, random_state=3)
+    train, test = slice(0, 12000), slice(12000, None)
+    glm = PoissonGLM(alpha=1e-3).fit(data.X[train], data.y[train])
+    ln = LNModel(1, "softplus", n_init=2, random_state=0).fit(data.X[train], data.y[train])
+    assert ln.score(data.X[test], data.y[test]) > glm.score(data.X[test], data.y[test]) + 5e-3
+
+
+def test_energy_model_recovers_the_quadrature_subspace(energy_data):
+    X, y = energy_data.X, energy_data.y
+    model = LNModel(2, "square", n_init=4, random_state=0).fit(X, y)
+    fitted = model.filters_[0].reshape(2, -1).T
+    true = energy_data.filters.reshape(2, -1).T
+    assert np.rad2deg(subspace_angles(fitted, true)).max() < 10
+    # a phase-invariant (squaring) neuron: both units excitatory
+    assert np.all(model.weights_ > 0)
+    # a GLM cannot see it at all
+    train, test = slice(0, 9000), slice(9000, None)
+    glm = PoissonGLM(alpha=1e-3).fit(X[train], y[train])
+    energy = clone(model).fit(X[train], y[train])
+    assert energy.score(X[test], y[test]) > glm.score(X[test], y[test]) + 0.02
+
+
+def test_keeps_the_restart_with_the_lowest_training_objective(energy_data):
+    X, y = energy_data.X[:6000], energy_data.y[:6000]
+    model = LNModel(2, "square", n_init=6, random_state=0).fit(X, y)
+    objectives = model.restart_objectives_
+    assert objectives.shape == (1, 6)
+    # restarts genuinely end in different local optima here ...
+    assert np.ptp(objectives) > 1e-3
+    # ... and the kept parameters are the best one's
+    assert _ln_objective(model, X, y) == pytest.approx(objectives.min(axis=1), abs=1e-9)
+
+
+def test_population_fit_equals_single_neuron_fits():
+    datasets = [make_ln_data(n_samples=5000, n_lags=8, random_state=s) for s in (4, 5)]
+    X = datasets[0].X
+    # neuron 2 sees the same stimulus as neuron 1 (its own filter, noise)
+    y2 = make_ln_data(n_samples=5000, n_lags=8, gain=0.7, random_state=4).y
+    Y = np.column_stack([datasets[0].y, y2])
+    joint = LNModel(1, "softplus", n_init=1, tol=1e-7, random_state=0).fit(X, Y)
+    for k in range(2):
+        single = LNModel(1, "softplus", n_init=1, tol=1e-7, random_state=0).fit(X, Y[:, k])
+        np.testing.assert_allclose(joint.filters_[k], single.filters_[0], atol=1e-4)
+        np.testing.assert_allclose(joint.intercept_[k], single.intercept_[0], atol=1e-4)
+
+
+def test_separable_filters_recover_space_and_time_from_little_data():
+    data = make_ln_data(n_samples=3000, n_lags=12, n_pixels=10, nonlinearity="identity",
+                        gain=0.8, mean_rate=0.3, random_state=6)
+    rank1 = LNModel(1, "identity", input_shape=(12, 10), filter_rank=1, n_init=2,
+                    random_state=0).fit(data.X, data.y)
+    full = LNModel(1, "identity", input_shape=(12, 10)).fit(data.X, data.y)
+    assert rank1.filters_.shape == (1, 1, 12, 10)
+    assert rank1.temporal_filters_.shape == (1, 1, 1, 12)
+    assert rank1.spatial_filters_.shape == (1, 1, 1, 10)
+    assert abs(_cosine(rank1.temporal_filters_, data.temporal)) > 0.95
+    assert abs(_cosine(rank1.spatial_filters_, data.spatial)) > 0.95
+    # 22 parameters instead of 120: closer to the truth from 3000 bins
+    assert _cosine(rank1.filters_, data.filters) > _cosine(full.filters_, data.filters) + 0.02
+    assert _cosine(rank1.linear_filter_, data.filters) == pytest.approx(
+        _cosine(rank1.filters_, data.filters)
+    )
+
+
+def test_smoothness_penalty_is_the_squared_second_difference():
+    torch.manual_seed(0)
+    predictor = FilterBankPredictor((7, 4), n_outputs=3, n_filters=2, nonlinearity="relu",
+                                    smoothness=0.3, dtype=torch.float64)
+    filters = predictor.filters.detach().numpy().reshape(3, 2, 7, 4)
+    expected = 0.5 * 0.3 * (
+        (np.diff(filters, n=2, axis=2) ** 2).sum(axis=(1, 2, 3))
+        + (np.diff(filters, n=2, axis=3) ** 2).sum(axis=(1, 2, 3))
+    )
+    np.testing.assert_allclose(predictor.regularizer().detach().numpy(), expected)
+
+
+def test_smoothness_prior_gives_smoother_and_more_accurate_filters():
+    data = make_ln_data(n_samples=2000, n_lags=30, nonlinearity="identity", gain=0.6,
+                        mean_rate=0.2, random_state=7)
+    plain = LNModel(1, "identity", alpha=1e-4).fit(data.X, data.y)
+    smooth = LNModel(1, "identity", alpha=1e-4, smoothness=0.05).fit(data.X, data.y)
+
+    def roughness(filters):
+        return np.sum(np.diff(filters.ravel(), n=2) ** 2)
+
+    assert roughness(smooth.filters_) < 0.5 * roughness(plain.filters_)
+    assert _cosine(smooth.filters_, data.filters) > _cosine(plain.filters_, data.filters)
+
+
+def test_negative_binomial_restarts_keep_one_dispersion_per_neuron(ln_data):
+    X, y = ln_data.X[:3000], np.column_stack([ln_data.y[:3000], ln_data.y[3000:6000]])
+    model = LNModel(1, "softplus", family="negative_binomial", n_init=3, random_state=0)
+    model.fit(X, y)
+    assert model.dispersion_.shape == (2,)
+    assert np.all(np.isfinite(model.dispersion_))
+    assert model.predict(X).shape == (3000, 2)
+    assert model.restart_objectives_.shape == (2, 3)
+
+
+def test_warm_start_continues_without_restarts(ln_data):
+    X, y = ln_data.X[:4000], ln_data.y[:4000]
+    model = LNModel(1, "softplus", n_init=2, tol=1e-6, warm_start=True, random_state=0)
+    model.fit(X, y)
+    first = model.filters_.copy()
+    model.fit(X, y)
+    assert model.n_restarts_ == 1
+    assert model.n_iter_ <= 2
+    np.testing.assert_allclose(model.filters_, first, atol=1e-4)
+
+
+def test_float32_input_fits_in_float32(ln_data):
+    X = ln_data.X[:4000].astype(np.float32)
+    model = LNModel(1, "softplus", n_init=1, random_state=0).fit(X, ln_data.y[:4000])
+    assert model.net_.module_.predictor.filters.dtype == torch.float32
+    assert _cosine(model.filters_, ln_data.filters) * np.sign(model.weights_[0, 0]) > 0.9
+
+
+def test_works_in_pipeline_grid_search_and_pickle(energy_data, tmp_path):
+    X, y = energy_data.X[:4000], energy_data.y[:4000]
+    pipeline = make_pipeline(StandardScaler(), LNModel(nonlinearity="square", n_init=2,
+                                                       random_state=0))
+    search = GridSearchCV(pipeline, {"lnmodel__n_filters": [1, 2]}, cv=BlockedKFold(3, gap=12))
+    search.fit(X, y)
+    assert search.best_params_ == {"lnmodel__n_filters": 2}
+    restored = pickle.loads(pickle.dumps(search.best_estimator_))
+    np.testing.assert_array_equal(restored.predict(X), search.best_estimator_.predict(X))
+
+
+def test_same_random_state_gives_identical_fits(energy_data):
+    X, y = energy_data.X[:3000], energy_data.y[:3000]
+    a = LNModel(2, "square", n_init=3, random_state=11).fit(X, y)
+    b = LNModel(2, "square", n_init=3, random_state=11).fit(X, y)
+    np.testing.assert_array_equal(a.filters_, b.filters_)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"input_shape": (4, 4)}, "product must equal n_features"),
+        ({"input_shape": (3, -5)}, "positive integers"),
+        ({"filter_rank": 1}, "two-dimensional input_shape"),
+        ({"input_shape": (3, 5), "filter_rank": 4}, r"filter_rank must be between 1 and"),
+        ({"nonlinearity": "tanh"}, "nonlinearity"),
+        ({"n_init": 0}, "n_init"),
+    ],
+)
+def test_bad_parameters_are_clear_errors(params, message):
+    data = make_glm_data(n_samples=50, n_features=15, random_state=0)
+    with pytest.raises(ValueError, match=message):
+        LNModel(**params).fit(data.X, data.y)
+
+
+def test_predict_checks_the_number_of_features(ln_data):
+    model = LNModel(1, "identity").fit(ln_data.X[:500], ln_data.y[:500])
+    with pytest.raises(ValueError, match="features"):
+        model.predict(ln_data.X[:10, :5])
+
+
+def test_sample_weights_equal_repeated_samples(ln_data):
+    X, y = ln_data.X[:3000], ln_data.y[:3000]
+    weights = np.random.default_rng(0).integers(0, 3, size=3000)
+    weighted = LNModel(1, "softplus", n_init=2, tol=1e-8, random_state=0)
+    weighted.fit(X, y, sample_weight=weights)
+    repeated = LNModel(1, "softplus", n_init=2, tol=1e-8, random_state=0)
+    repeated.fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-5)
