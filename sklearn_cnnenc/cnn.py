@@ -400,7 +400,9 @@ class CNNEncoder(BaseEncoder):
             return X.reshape(n_samples, *shape)
 
         kind, shape, raw = self._fit_layout
-        if not flat and X.shape[1:] not in (shape, raw):
+        if not flat and X.shape[1:] not in (shape, raw) and not (
+            kind == "image" and len(X.shape) == 3 and (1, *X.shape[1:]) == shape
+        ):
             raise ValueError(
                 f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} was "
                 f"fitted on samples of shape {raw}."
