@@ -11,10 +11,13 @@ behaviour only through its documented extension points:
   converted once; a batch is a slice (or, when shuffling, an index gather) of
   them: no per-sample ``Dataset.__getitem__`` and no DataLoader collation,
   and a validation split makes views or index subsets, never copies;
-* ``run_single_epoch``: batch losses stay on the device and reach the
-  history in one transfer per epoch (skorch calls ``.item()`` per batch,
-  which stalls a GPU every step); callbacks without batch hooks are not
-  called per batch. The history is the one skorch would have written;
+* ``run_single_epoch`` / ``train_step`` / ``_set_training``: batch losses
+  stay on the device and reach the history in one transfer per epoch
+  (skorch calls ``.item()`` per batch, which stalls a GPU every step);
+  callbacks are not notified per batch unless one of them has batch hooks
+  (then skorch's own loop runs); modules switch between training and
+  evaluation mode only when the mode changes, not at every batch. The
+  history is the one skorch would have written;
 * ``train_step``: with a *separable* full-batch optimizer
   (:class:`~sklearn_cnnenc._solvers.BatchedLBFGS`, ``BatchedFISTA``) the
   closure returns one objective per neuron, so a population is solved as a
@@ -395,7 +398,8 @@ class EncoderNet(NeuralNet):
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None:
             return
-        if self._live_batch_callbacks(training):
+        self.batch_hooks_ = self._live_batch_callbacks(training)
+        if self.batch_hooks_:
             super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
             return
         losses, sizes = [], []
@@ -414,7 +418,28 @@ class EncoderNet(NeuralNet):
     def train_step(self, batch, **fit_params):
         if getattr(self.optimizer_, "separable", False):
             return self._separable_train_step(batch, **fit_params)
-        return super().train_step(batch, **fit_params)
+        if getattr(self, "batch_hooks_", True):
+            return super().train_step(batch, **fit_params)
+        # skorch's train_step without the per-batch on_grad_computed
+        # notification, which no callback of this net listens to
+        accumulator = self.get_train_step_accumulator()
+
+        def step_fn():
+            self._zero_grad_optimizer()
+            step = self.train_step_single(batch, **fit_params)
+            accumulator.store_step(step)
+            return step["loss"]
+
+        self._step_optimizer(step_fn)
+        return accumulator.get_step()
+
+    def _set_training(self, training=True):
+        # train()/eval() walk every submodule; skorch calls it for every batch,
+        # but the mode only changes between the training and validation passes
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
 
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorDataset):

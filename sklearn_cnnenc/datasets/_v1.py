@@ -101,7 +101,7 @@ def make_v1_population(
     >>> data = make_v1_population(n_samples=200, n_simple=2, n_complex=3, random_state=0)
     >>> data.X.shape, data.y.shape, data.filters.shape
     ((200, 16, 16), (200, 5), (5, 16, 16))
-    >>> list(data.cell_type)
+    >>> data.cell_type.tolist()
     ['simple', 'simple', 'complex', 'complex', 'complex']
     """
     for name, value, low in (

@@ -39,6 +39,9 @@ class CNNPredictor(nn.Module):
         self.core = core
         self.readout = readout
         self.crop = crop
+        dtype = next(readout.parameters()).dtype
+        # returned when nothing is penalised, instead of building zeros every batch
+        self.register_buffer("_zero", torch.zeros((), dtype=dtype), persistent=False)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if self.crop is not None:
@@ -47,7 +50,12 @@ class CNNPredictor(nn.Module):
 
     def regularizer(self) -> torch.Tensor:
         """Core and readout penalties (a scalar)."""
-        return self.core.regularizer() + self.readout.regularizer()
+        core, readout = self.core, self.readout
+        if not (
+            core.gamma_input or core.gamma_hidden or core.gamma_activity or readout.gamma_readout
+        ):
+            return self._zero
+        return core.regularizer() + readout.regularizer()
 
     def initialize_intercept(self, eta: torch.Tensor) -> None:
         """Start each neuron's readout bias at ``eta`` (the link of its mean response)."""
