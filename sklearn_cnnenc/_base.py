@@ -6,7 +6,13 @@ they build (and how they train it); everything else is written once here:
 * input checks (``validate_data``, the family's response check, sample
   weights, offsets), seeding and device placement;
 * building the :class:`~sklearn_cnnenc.nn.EncodingModule` and fitting it
-  with an :class:`~sklearn_cnnenc.training.EncoderNet`;
+  with an :class:`~sklearn_cnnenc.training.EncoderNet`, from ``_n_restarts()``
+  random initialisations if the model is not convex (the data become tensors
+  on the device once, shared by all restarts, which hold out the same
+  validation samples; the restart with the best validation loss, or the
+  lowest final training loss without validation, is kept);
+* persistence: a model fitted on a GPU predicts on the CPU after unpickling
+  on a machine without one;
 * ``predict`` (expected response per bin), ``score`` (mean held-out
   log-likelihood per sample and neuron, constants included), per-sample
   ``log_likelihood``, ``predict_distribution`` and ``sample``.
@@ -89,8 +95,11 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     Subclasses implement ``_build_predictor`` (the torch module mapping
     validated inputs to one linear predictor per neuron) and
     ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
-    override ``_validate_X`` for inputs that are not flat feature matrices
-    and ``_set_fitted_attributes`` to expose readable parameters.
+    override ``_validate_X`` for inputs that are not flat feature matrices,
+    ``_torch_dtype`` (default: follow the input precision), ``_n_restarts``
+    (default 1), ``_default_link`` (what ``link="auto"`` means; default the
+    family's canonical link) and ``_set_fitted_attributes`` to expose
+    readable parameters.
     """
 
     _parameter_constraints: dict = {

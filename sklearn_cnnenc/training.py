@@ -49,6 +49,10 @@ __all__ = [
 ]
 
 
+# stands in the pickle for the ``module`` argument when it is ``module_`` itself
+_FITTED_MODULE = "<EncoderNet.module_>"
+
+
 class LRScheduler(_SkorchLRScheduler):
     """skorch's ``LRScheduler`` that pickles without its live scheduler.
 
@@ -440,6 +444,21 @@ class EncoderNet(NeuralNet):
             module = getattr(self, name + "_")
             if isinstance(module, torch.nn.Module) and module.training != training:
                 module.train(training)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The module given to __init__ *is* ``module_``. skorch pickles
+        # ``module_`` so that it loads on any device, but the ``module``
+        # reference would be pickled as it is: a net trained on a GPU could not
+        # be unpickled where there is none.
+        if "module_" in self.__dict__ and state.get("module") is self.module_:
+            state["module"] = _FITTED_MODULE
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.__dict__.get("module"), str) and self.module == _FITTED_MODULE:
+            self.__dict__["module"] = self.module_
 
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorDataset):
