@@ -173,7 +173,8 @@ class TensorBatchIterator:
         last batch of a single sample joins the one before it (BatchNorm
         cannot normalise a single sample, and a one-sample step is noise).
     shuffle : bool, default=False
-        Draw a new permutation every pass (one gather per batch).
+        Draw a new permutation every pass (one gather per batch); a pass that
+        is a single batch is yielded unshuffled, as a view.
     generator : torch.Generator, optional
         Source of the permutations, for reproducible shuffling.
 
@@ -214,9 +215,10 @@ class TensorBatchIterator:
     def __iter__(self) -> Iterator:
         n_samples = len(self.dataset)
         bounds = self._bounds()
-        if self.shuffle and n_samples > 1:
+        if self.shuffle and len(bounds) > 2:
             # the permutation is drawn on the CPU (so a CPU generator works for
-            # any device) and moved once per pass
+            # any device) and moved once per pass; a single (full) batch is not
+            # shuffled: the loss is a mean, and the gather would copy the data
             order = torch.randperm(n_samples, generator=self.generator)
             order = order.to(self.dataset.device)
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):

@@ -296,6 +296,22 @@ def test_n_init_keeps_the_restart_with_the_best_validation_loss(small_images):
     assert best_several <= best_single
 
 
+def test_warm_start_continues_from_the_previous_weights(small_images):
+    X, y = small_images
+    # without BatchNorm, whose running statistics follow the batches whatever lr
+    model = CNNEncoder(batch_norm=False, **SMALL).fit(X, y)
+    before = model.predict(X)
+    model.set_params(warm_start=True, lr=1e-9, max_epochs=1)
+    model.fit(X, y)
+    assert len(model.history_) == 1
+    warm_change = np.abs(model.predict(X) - before).max()
+    cold = clone(model).set_params(warm_start=False).fit(X, y)
+    cold_change = np.abs(cold.predict(X) - before).max()
+    assert warm_change < 1e-5 and cold_change > 1e-2
+    with pytest.raises(ValueError, match="warm_start needs inputs"):
+        model.fit(X[:, :10, :10], y)
+
+
 def test_readout_biases_start_at_the_link_of_the_mean_response(small_images):
     X, y = small_images
     model = CNNEncoder(**{**SMALL, "max_epochs": 1}, lr=1e-9).fit(X, y)
