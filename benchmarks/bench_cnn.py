@@ -6,8 +6,9 @@ learning rate, validation split and number of epochs, three ways:
 
 * ``CNNEncoder.fit`` (skorch underneath, with the library's tensor data path);
 * a hand-written PyTorch loop on the same pre-loaded tensors (index gathers
-  of a permutation, Adam, a validation pass, ReduceLROnPlateau and a copy of
-  the best weights every epoch: the work CNNEncoder does, written by hand);
+  of a permutation, Adam on the NLL plus the module's penalty, a validation
+  pass, ReduceLROnPlateau and a copy of the best weights every epoch: the
+  work CNNEncoder does, written by hand);
 * skorch's ``NeuralNetRegressor`` with its default data handling (a
   ``Dataset`` indexed per sample and a ``DataLoader`` that collates).
 
@@ -152,7 +153,7 @@ def run_hand_written(args, X, y):
         for begin in range(0, len(permutation), batch):
             index = permutation[begin : begin + batch]
             optimizer.zero_grad()
-            loss = loss_fn(module(X_all[index]), y_all[index])
+            loss = loss_fn(module(X_all[index]), y_all[index]) + module.regularizer()
             loss.backward()
             optimizer.step()
             train_total += loss.detach() * len(index)
@@ -188,7 +189,12 @@ def run_skorch_default(args, X, y):
         def forward(self, eta, target):
             return family.negative_log_likelihood(target, eta, link).mean(0).sum()
 
-    net = NeuralNetRegressor(
+    class PenalisedRegressor(NeuralNetRegressor):
+        def get_loss(self, y_pred, y_true, X=None, training=False):
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
+            return loss + self.module_.regularizer() if training else loss
+
+    net = PenalisedRegressor(
         module,
         criterion=PoissonLoss,
         optimizer=torch.optim.Adam,

@@ -188,7 +188,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             fork_devices = [index]
         # the data become tensors on the device once, shared by all restarts
         inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
-        targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
         net, best_loss = None, np.inf
         for seed in seeds:
             with torch.random.fork_rng(devices=fork_devices):

