@@ -146,6 +146,10 @@ class TensorDataset(torch.utils.data.Dataset):
         """Return the batch ``(X, y)`` at ``index`` (a slice of a plain dataset gives views)."""
         if self.indices is not None:
             index = self.indices[index]
+        return self.take_stored(index)
+
+    def take_stored(self, index: torch.Tensor | slice):
+        """Return the samples at positions ``index`` of the stored tensors (ignoring ``indices``)."""
         X = {key: value[index] for key, value in self._X.items()}
         y = None if self._y is None else self._y[index]
         return X, y
@@ -221,8 +225,11 @@ class TensorBatchIterator:
             # shuffled: the loss is a mean, and the gather would copy the data
             order = torch.randperm(n_samples, generator=self.generator)
             order = order.to(self.dataset.device)
+            if self.dataset.indices is not None:
+                # compose with the subset's indices once per pass, not per batch
+                order = self.dataset.indices[order]
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-                yield self.dataset.take(order[start:stop])
+                yield self.dataset.take_stored(order[start:stop])
         else:
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
                 yield self.dataset.take(slice(start, stop))
@@ -428,6 +435,12 @@ class EncoderNet(NeuralNet):
             return super().train_step(batch, **fit_params)
         # skorch's train_step without the per-batch on_grad_computed
         # notification, which no callback of this net listens to
+        if not isinstance(self.optimizer_, torch.optim.LBFGS):
+            # optimizers that take one step per batch need no closure
+            self._zero_grad_optimizer()
+            step = self.train_step_single(batch, **fit_params)
+            self._step_optimizer(None)
+            return step
         accumulator = self.get_train_step_accumulator()
 
         def step_fn():
