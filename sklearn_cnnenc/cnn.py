@@ -106,7 +106,10 @@ class CNNEncoder(BaseEncoder):
     stride : int or list of int, default=1
     pooling : None, "max", "avg" or (kind, size), default=None
         Pooling after every block (size 2 for a bare kind).
-    padding : "valid", "same" or int, default="valid"
+    padding : "valid", "same", int or list of these, default=("valid", "same")
+        Per layer as for ``channels``. The default shrinks the maps in the
+        first layer only and keeps their size in hidden layers, so deeper
+        cores stay valid on small images (the convention of Sinz-lab cores).
         For time series, padding is on the left only (zeros before the
         first bin), keeping the core causal.
     batch_norm : bool, default=True
@@ -248,7 +251,12 @@ class CNNEncoder(BaseEncoder):
         ],
         "stride": [Interval(Integral, 1, None, closed="left"), list, tuple],
         "pooling": [None, StrOptions({"max", "avg"}), list, tuple],
-        "padding": [StrOptions({"valid", "same"}), Interval(Integral, 0, None, closed="left")],
+        "padding": [
+            StrOptions({"valid", "same"}),
+            Interval(Integral, 0, None, closed="left"),
+            list,
+            tuple,
+        ],
         "batch_norm": ["boolean"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "readout": [StrOptions({"auto", *READOUTS})],
@@ -278,7 +286,7 @@ class CNNEncoder(BaseEncoder):
         dilation=1,
         stride=1,
         pooling=None,
-        padding="valid",
+        padding=("valid", "same"),
         batch_norm: bool = True,
         activation: str = "elu",
         readout: str = "auto",

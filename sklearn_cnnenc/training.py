@@ -149,7 +149,7 @@ class TensorDataset(torch.utils.data.Dataset):
         return self.take_stored(index)
 
     def take_stored(self, index: torch.Tensor | slice):
-        """Return the samples at positions ``index`` of the stored tensors (ignoring ``indices``)."""
+        """The samples at positions ``index`` of the stored tensors (``indices`` ignored)."""
         X = {key: value[index] for key, value in self._X.items()}
         y = None if self._y is None else self._y[index]
         return X, y

@@ -214,3 +214,14 @@ def test_per_layer_and_dilation_helpers():
     assert resolve_dilation([1, 3], 3) == [1, 3, 3]
     with pytest.raises(ValueError, match="empty"):
         per_layer([], 2, "channels")
+
+
+def test_per_layer_padding_keeps_hidden_maps_and_deep_cores_valid():
+    # 16 x 16 patches: three 'valid' layers of sizes 9, 5, 5 would leave nothing
+    with pytest.raises(ValueError, match="Layer 3"):
+        Core2d(1, (16, 16), n_layers=3, kernel_size=[9, 5])
+    core = Core2d(1, (16, 16), n_layers=3, kernel_size=[9, 5], padding=["valid", "same"])
+    assert core.output_size == (8, 8)
+    assert core.receptive_field == (17, 17)
+    with pytest.raises(ValueError, match="padding"):
+        Core2d(1, (16, 16), kernel_size=3, padding=["valid", "full"])

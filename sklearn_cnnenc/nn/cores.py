@@ -233,7 +233,7 @@ class _StackedCore(nn.Module):
         self.dilation = resolve_dilation(dilation, n_layers)
         self.stride = [int(s) for s in per_layer(stride, n_layers, "stride")]
         self.pooling = _resolve_pooling(pooling)
-        self.padding = padding
+        self.padding = per_layer(padding, n_layers, "padding")
         self.weight_sharing = weight_sharing
         self.gamma_input = gamma_input
         self.gamma_hidden = gamma_hidden
@@ -242,10 +242,12 @@ class _StackedCore(nn.Module):
             values = getattr(self, name)
             if any(v < 1 for v in values):
                 raise ValueError(f"{name} must be positive integers; got {values}.")
-        if not (padding in ("valid", "same") or (isinstance(padding, int) and padding >= 0)):
-            raise ValueError(
-                f"padding must be 'valid', 'same' or a non-negative int; got {padding!r}."
-            )
+        for value in self.padding:
+            if not (value in ("valid", "same") or (isinstance(value, int) and value >= 0)):
+                raise ValueError(
+                    "padding must be 'valid', 'same', a non-negative int or a list of "
+                    f"these; got {padding!r}."
+                )
 
         blocks = []
         size = list(self.input_size)
@@ -322,12 +324,13 @@ class _StackedCore(nn.Module):
         spans = [dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1)]
         if self.causal:
             span, length, step = spans[1], size[1], stride[1]
-            if self.padding == "valid":
+            padding = self.padding[layer]
+            if padding == "valid":
                 left = 0
-            elif self.padding == "same":
+            elif padding == "same":
                 left = span - 1
             else:
-                left = self.padding
+                left = padding
             # drop the earliest bins that a strided kernel would not reach, so
             # the last output ends exactly at the last input bin
             left -= (length + left - span) % step if length + left >= span else 0
@@ -336,13 +339,14 @@ class _StackedCore(nn.Module):
             return (left, 0, 0, 0), [size[0], length + left]
         pads = []
         for axis in (1, 0):  # F.pad lists the last axis first
-            if self.padding == "valid":
+            padding = self.padding[layer]
+            if padding == "valid":
                 before = after = 0
-            elif self.padding == "same":
+            elif padding == "same":
                 total = spans[axis] - 1
                 before, after = total // 2, total - total // 2
             else:
-                before = after = self.padding
+                before = after = padding
             pads += [before, after]
         padded = [size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1]]
         if padded[0] < spans[0] or padded[1] < spans[1]:
@@ -458,7 +462,9 @@ class Core2d(_StackedCore):
     stride : int or list of int, default=1
     pooling : None, "max", "avg" or (kind, size), default=None
         Pooling after every layer (size 2 for a bare kind).
-    padding : "valid", "same" or int, default="valid"
+    padding : "valid", "same", int or list of these, default="valid"
+        Per layer as for ``channels``: ``["valid", "same"]`` keeps the size
+        of the maps after the first layer.
     batch_norm : bool, default=True
         BatchNorm with learned scale and shift after each convolution (the
         convolution then has no bias of its own: the shift replaces it).
