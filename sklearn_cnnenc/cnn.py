@@ -84,9 +84,13 @@ class CNNEncoder(BaseEncoder):
     s[:, t_i - T + 1 : t_i + 1]`` and ``y[i] = counts[t_i]``. The default
     readout, ``"last"``, reads the core's features at that bin, so only the
     last ``receptive_field_`` bins of a window matter (longer windows are
-    cropped before the core runs, shorter ones are an error). Windows of a
-    recording are views: ``numpy.lib.stride_tricks.sliding_window_view(s,
-    T, axis=-1)`` (then move the window axis first).
+    cropped before the core runs, shorter ones are an error). For a
+    recording ``s`` of shape ``(C, n_bins)``, ``np.moveaxis(
+    sliding_window_view(s, T, axis=1), 1, 0)`` gives the ``n_bins - T + 1``
+    windows (the i-th ending at bin ``i + T - 1``) as a view; validation
+    then stores them once as float32. A blocked validation split (the
+    default for time series) keeps neighbouring, overlapping windows on
+    one side.
 
     Parameters
     ----------
