@@ -6,12 +6,15 @@ and are fitted by maximum likelihood on PyTorch through skorch:
 * :class:`PoissonGLM`: generalised linear model (ridge / elastic net).
 * :class:`LNModel`: linear-nonlinear cascade (filter banks, energy models,
   space-time separable filters).
+* :class:`CNNEncoder`: convolutional core + per-neuron readout (images or
+  causal time series).
 * :class:`BayesianDecoder`: decodes the stimulus from responses through any
   fitted encoder and a stimulus prior (a scikit-learn classifier).
 
 Submodules: ``families`` (observation models), ``links`` (inverse links),
-``metrics`` (log-likelihood, bits per spike, pseudo-R2, correlation, FEVE and
-scikit-learn scorers), ``datasets`` (simulated neurons, real recordings),
+``stimuli`` (natural image patches, pink noise), ``metrics`` (log-likelihood,
+bits per spike, pseudo-R2, correlation, FEVE and scikit-learn scorers),
+``datasets`` (simulated neurons, real recordings),
 ``nn`` (the torch modules), ``training`` (the skorch net), ``preprocessing``
 (time lags, raised-cosine bases, spike history), ``model_selection``
 (contiguous-block cross-validation, model comparison), ``inspection``
@@ -20,10 +23,11 @@ history GLMs), ``decoding`` (Bayesian decoding and MAP stimulus
 reconstruction), ``io`` (data files, saved models), ``plotting``.
 """
 
+from .cnn import CNNEncoder
 from .decoding import BayesianDecoder
 from .glm import PoissonGLM
 from .ln import LNModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BayesianDecoder", "LNModel", "PoissonGLM", "__version__"]
+__all__ = ["BayesianDecoder", "CNNEncoder", "LNModel", "PoissonGLM", "__version__"]

@@ -6,7 +6,13 @@ they build (and how they train it); everything else is written once here:
 * input checks (``validate_data``, the family's response check, sample
   weights, offsets), seeding and device placement;
 * building the :class:`~sklearn_cnnenc.nn.EncodingModule` and fitting it
-  with an :class:`~sklearn_cnnenc.training.EncoderNet`;
+  with an :class:`~sklearn_cnnenc.training.EncoderNet`, from ``_n_restarts()``
+  random initialisations if the model is not convex (the data become tensors
+  on the device once, shared by all restarts, which hold out the same
+  validation samples; the restart with the best validation loss, or the
+  lowest final training loss without validation, is kept);
+* persistence: a model fitted on a GPU predicts on the CPU after unpickling
+  on a machine without one;
 * ``predict`` (expected response per bin), ``score`` (mean held-out
   log-likelihood per sample and neuron, constants included), per-sample
   ``log_likelihood``, ``predict_distribution`` and ``sample``.
@@ -33,7 +39,7 @@ from sklearn.utils.validation import (
 from .families import FAMILIES, ResponseDistribution, get_family
 from .links import LINKS, get_link
 from .nn import EncodingModule
-from .training import EncoderNet, NegativeLogLikelihood, TensorDataset
+from .training import EncoderNet, NegativeLogLikelihood, TensorDataset, ValidationSplit
 
 __all__ = ["BaseEncoder"]
 
@@ -41,6 +47,16 @@ __all__ = ["BaseEncoder"]
 # link's domain: a silent neuron starts at a rate of 1e-10 per bin (a finite
 # intercept), never at log(0).
 _MIN_INITIAL_MEAN = 1e-10
+
+
+def _selection_loss(history) -> float:
+    """Loss that ranks restarts: best validation loss, else the final training loss."""
+    valid = [row["valid_loss"] for row in history if "valid_loss" in row]
+    if valid:
+        return float(np.min(valid))
+    if len(history) and "train_loss" in history[-1]:
+        return float(history[-1, "train_loss"])
+    return np.inf
 
 
 def resolve_device(device: str) -> torch.device:
@@ -79,8 +95,11 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     Subclasses implement ``_build_predictor`` (the torch module mapping
     validated inputs to one linear predictor per neuron) and
     ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
-    override ``_validate_X`` for inputs that are not flat feature matrices
-    and ``_set_fitted_attributes`` to expose readable parameters.
+    override ``_validate_X`` for inputs that are not flat feature matrices,
+    ``_torch_dtype`` (default: follow the input precision), ``_n_restarts``
+    (default 1), ``_default_link`` (what ``link="auto"`` means; default the
+    family's canonical link) and ``_set_fitted_attributes`` to expose
+    readable parameters.
     """
 
     _parameter_constraints: dict = {
@@ -106,6 +125,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def _net_params(self, n_samples: int) -> dict:
         raise NotImplementedError
+
+    def _n_restarts(self) -> int:
+        """Number of trainings from different random initialisations (best one kept)."""
+        return 1
+
+    def _default_link(self, family) -> str:
+        """The link that ``link="auto"`` stands for (the family's canonical one)."""
+        return family.default_link
 
     def _set_fitted_attributes(self) -> None:
         """Expose readable fitted parameters (``coef_`` ...) after training."""
@@ -135,7 +162,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         family = get_family(self.family)
-        link = get_link(family.default_link if self.link == "auto" else self.link)
+        link = get_link(self._default_link(family) if self.link == "auto" else self.link)
         family.validate_link(link)
         device = resolve_device(self.device)
 
@@ -151,38 +178,54 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         if warm:
             self._check_warm_start_shapes(X, y_2d)
 
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        rng = check_random_state(self.random_state)
+        n_restarts = 1 if warm else self._n_restarts()
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_restarts)]
         dtype = self._torch_dtype(X)
         fork_devices = []
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
             fork_devices = [index]
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
-            predictor = self._build_predictor(X, y_2d, dtype)
-            module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
-            if warm:
-                module.load_state_dict(self.net_.module_.state_dict())
-            else:
-                self._initialize_module(module, family, link, y_2d, sample_weight)
-            net = EncoderNet(
-                module.to(device),
-                criterion=NegativeLogLikelihood,
-                criterion__family=family,
-                criterion__link=link,
-                iterator_train__shuffle=True,
-                iterator_train__generator=torch.Generator().manual_seed(seed),
-                device=device,
-                verbose=self.verbose,
-                **self._net_params(X.shape[0]),
-            )
-            net.initialize()
-            inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
+        # the data become tensors on the device once, shared by all restarts
+        inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
-            net.partial_fit(TensorDataset(inputs, targets), y=None)
-            training_eta = None
-            if family.has_dispersion and not family.trains_dispersion:
-                training_eta = net.forward(inputs, device=device)
+        net, best_loss = None, np.inf
+        for seed in seeds:
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(seed)
+                predictor = self._build_predictor(X, y_2d, dtype)
+                module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
+                if warm:
+                    module.load_state_dict(self.net_.module_.state_dict())
+                else:
+                    self._initialize_module(module, family, link, y_2d, sample_weight)
+                params = self._net_params(X.shape[0])
+                split = params.get("train_split")
+                if isinstance(split, ValidationSplit) and split.random_state is None:
+                    # every restart holds out the same samples, so their
+                    # validation losses compare
+                    split.random_state = seeds[0]
+                candidate = EncoderNet(
+                    module.to(device),
+                    criterion=NegativeLogLikelihood,
+                    criterion__family=family,
+                    criterion__link=link,
+                    iterator_train__shuffle=True,
+                    iterator_train__generator=torch.Generator().manual_seed(seed),
+                    device=device,
+                    verbose=self.verbose,
+                    **params,
+                )
+                candidate.initialize()
+                candidate.partial_fit(TensorDataset(inputs, targets), y=None)
+            loss = _selection_loss(candidate.history)
+            if net is None or loss < best_loss:
+                net, best_loss = candidate, loss
+        training_eta = None
+        if family.has_dispersion and not family.trains_dispersion:
+            training_eta = net.forward(inputs, device=device)
 
         self.net_ = net
         self.family_ = family
@@ -251,7 +294,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
         """Inputs as tensors on the device, converted once (no copy on CPU when possible)."""
-        inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
+        with warnings.catch_warnings():
+            # read-only inputs (memmaps) are shared, never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
         if sample_weight is not None and not np.all(sample_weight == 1.0):
             inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype, device=device)
         if offset is not None:
@@ -395,6 +441,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         y : ndarray of shape (n_samples,) or (n_samples, n_neurons)
         """
         return self._shape_like_y(self.predict_distribution(X, offset).sample(random_state))
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # a model fitted on a GPU and unpickled where there is none predicts
+        # on the CPU (skorch maps the module's tensors there itself)
+        device = getattr(self, "device_", None)
+        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+            self.device_ = torch.device("cpu")
 
     @property
     def history_(self):

@@ -9,7 +9,15 @@ behaviour only through its documented extension points:
   stopping watches held-out log-likelihood);
 * ``get_dataset`` / ``iterator_*``: the data are tensors on the target device,
   converted once; a batch is a slice (or, when shuffling, an index gather) of
-  them: no per-sample ``Dataset.__getitem__`` and no DataLoader collation;
+  them: no per-sample ``Dataset.__getitem__`` and no DataLoader collation,
+  and a validation split makes views or index subsets, never copies;
+* ``run_single_epoch`` / ``train_step`` / ``_set_training``: batch losses
+  stay on the device and reach the history in one transfer per epoch
+  (skorch calls ``.item()`` per batch, which stalls a GPU every step);
+  callbacks are not notified per batch unless one of them has batch hooks
+  (then skorch's own loop runs); modules switch between training and
+  evaluation mode only when the mode changes, not at every batch. The
+  history is the one skorch would have written;
 * ``train_step``: with a *separable* full-batch optimizer
   (:class:`~sklearn_cnnenc._solvers.BatchedLBFGS`, ``BatchedFISTA``) the
   closure returns one objective per neuron, so a population is solved as a
@@ -23,6 +31,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from skorch.dataset import unpack_data
 from torch import nn
 
@@ -35,11 +45,46 @@ __all__ = [
     "ValidationSplit",
     "NegativeLogLikelihood",
     "EncoderNet",
+    "LRScheduler",
 ]
+
+
+# stands in the pickle for the ``module`` argument when it is ``module_`` itself
+_FITTED_MODULE = "<EncoderNet.module_>"
+
+
+class LRScheduler(_SkorchLRScheduler):
+    """skorch's ``LRScheduler`` that pickles without its live scheduler.
+
+    The torch scheduler holds the optimizer, whose state lives on the
+    training device; skorch pickles the optimizer device-independently
+    itself, but a second copy reachable from a callback would make a model
+    trained on a GPU impossible to unpickle on a CPU-only machine. The
+    scheduler is rebuilt at the start of every training anyway.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from torch.optim.lr_scheduler import ReduceLROnPlateau
+    >>> from sklearn_cnnenc.training import LRScheduler
+    >>> callback = LRScheduler(ReduceLROnPlateau, monitor="valid_loss")
+    >>> pickle.loads(pickle.dumps(callback)).monitor
+    'valid_loss'
+    """
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("lr_scheduler_", None)
+        return state
 
 
 class TensorDataset(torch.utils.data.Dataset):
     """Inputs and responses held as tensors, indexed without copying.
+
+    A subset made with an index tensor (a random validation split) keeps a
+    reference to the full tensors plus the index, and gathers samples only
+    batch by batch, so splitting never copies the data; a subset made with a
+    slice (a blocked split) holds views.
 
     Parameters
     ----------
@@ -48,25 +93,48 @@ class TensorDataset(torch.utils.data.Dataset):
         the reserved key ``"sample_weight"``) to tensors of equal length.
     y : tensor or None
         Responses, ``(n_samples, n_outputs)``.
+    indices : tensor of int64, optional
+        Positions of this dataset's samples in ``X`` and ``y``.
 
     Examples
     --------
     >>> import torch
     >>> from sklearn_cnnenc.training import TensorDataset
-    >>> data = TensorDataset({"X": torch.zeros(10, 3)}, torch.zeros(10, 2))
-    >>> len(data), data.subset(torch.arange(4)).y.shape
-    (10, torch.Size([4, 2]))
+    >>> data = TensorDataset({"X": torch.arange(10.0)[:, None]}, torch.zeros(10, 2))
+    >>> part = data.subset(torch.tensor([7, 2]))
+    >>> len(part), part.take(slice(None))[0]["X"].ravel().tolist()
+    (2, [7.0, 2.0])
     """
 
-    def __init__(self, X: torch.Tensor | Mapping[str, torch.Tensor], y=None) -> None:
-        self.X = dict(X) if isinstance(X, Mapping) else {"X": X}
-        self.y = y
-        lengths = {len(value) for value in self.X.values()}
+    def __init__(
+        self,
+        X: torch.Tensor | Mapping[str, torch.Tensor],
+        y=None,
+        indices: torch.Tensor | None = None,
+    ) -> None:
+        self._X = dict(X) if isinstance(X, Mapping) else {"X": X}
+        self._y = y
+        lengths = {len(value) for value in self._X.values()}
         if y is not None:
             lengths.add(len(y))
         if len(lengths) != 1:
             raise ValueError(f"Inputs and responses have inconsistent lengths {sorted(lengths)}.")
-        self._length = lengths.pop()
+        self.indices = indices
+        self._length = lengths.pop() if indices is None else len(indices)
+
+    @property
+    def X(self) -> dict:
+        """The inputs of this dataset's samples (gathered if it is an index subset)."""
+        return self.take(slice(None))[0]
+
+    @property
+    def y(self):
+        """The responses of this dataset's samples (gathered if it is an index subset)."""
+        return self.take(slice(None))[1]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self._X.values())).device
 
     def __len__(self) -> int:
         return self._length
@@ -75,15 +143,27 @@ class TensorDataset(torch.utils.data.Dataset):
         return self.take(index)
 
     def take(self, index: torch.Tensor | slice):
-        """Return the batch ``(X, y)`` at ``index`` (a slice gives views)."""
-        X = {key: value[index] for key, value in self.X.items()}
-        y = None if self.y is None else self.y[index]
+        """Return the batch ``(X, y)`` at ``index`` (a slice of a plain dataset gives views)."""
+        if self.indices is not None:
+            index = self.indices[index]
+        return self.take_stored(index)
+
+    def take_stored(self, index: torch.Tensor | slice):
+        """The samples at positions ``index`` of the stored tensors (``indices`` ignored)."""
+        X = {key: value[index] for key, value in self._X.items()}
+        y = None if self._y is None else self._y[index]
         return X, y
 
-    def subset(self, index: torch.Tensor) -> TensorDataset:
-        """A new dataset holding the samples at ``index``."""
-        X, y = self.take(index)
-        return TensorDataset(X, y)
+    def subset(self, index: torch.Tensor | slice) -> TensorDataset:
+        """A dataset of the samples at ``index``, sharing this one's tensors."""
+        if isinstance(index, slice) and self.indices is None:
+            X, y = self.take(index)
+            return TensorDataset(X, y)
+        if self.indices is not None:
+            index = self.indices[index]
+        elif isinstance(index, slice):
+            index = torch.arange(self._length, device=self.device)[index]
+        return TensorDataset(self._X, self._y, indices=index)
 
 
 class TensorBatchIterator:
@@ -93,9 +173,12 @@ class TensorBatchIterator:
     ----------
     dataset : TensorDataset
     batch_size : int, default=128
-        ``-1`` or a size at least ``len(dataset)`` yields the full batch.
+        ``-1`` or a size at least ``len(dataset)`` yields the full batch. A
+        last batch of a single sample joins the one before it (BatchNorm
+        cannot normalise a single sample, and a one-sample step is noise).
     shuffle : bool, default=False
-        Draw a new permutation every pass (one gather per batch).
+        Draw a new permutation every pass (one gather per batch); a pass that
+        is a single batch is yielded unshuffled, as a view.
     generator : torch.Generator, optional
         Source of the permutations, for reproducible shuffling.
 
@@ -106,6 +189,8 @@ class TensorBatchIterator:
     >>> data = TensorDataset({"X": torch.arange(10.0)[:, None]}, torch.zeros(10, 1))
     >>> [len(y) for X, y in TensorBatchIterator(data, batch_size=4)]
     [4, 4, 2]
+    >>> [len(y) for X, y in TensorBatchIterator(data, batch_size=3)]
+    [3, 3, 4]
     """
 
     def __init__(
@@ -121,26 +206,40 @@ class TensorBatchIterator:
         self.shuffle = shuffle
         self.generator = generator
 
+    def _bounds(self) -> list[int]:
+        n_samples = len(self.dataset)
+        bounds = list(range(0, n_samples, self.batch_size)) + [n_samples]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            del bounds[-2]
+        return bounds
+
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return len(self._bounds()) - 1
 
     def __iter__(self) -> Iterator:
         n_samples = len(self.dataset)
-        if self.shuffle and self.batch_size < n_samples:
+        bounds = self._bounds()
+        if self.shuffle and len(bounds) > 2:
             # the permutation is drawn on the CPU (so a CPU generator works for
-            # any device) and moved once per pass
+            # any device) and moved once per pass; a single (full) batch is not
+            # shuffled: the loss is a mean, and the gather would copy the data
             order = torch.randperm(n_samples, generator=self.generator)
-            device = next(iter(self.dataset.X.values())).device
-            order = order.to(device)
-            for start in range(0, n_samples, self.batch_size):
-                yield self.dataset.take(order[start : start + self.batch_size])
+            order = order.to(self.dataset.device)
+            if self.dataset.indices is not None:
+                # compose with the subset's indices once per pass, not per batch
+                order = self.dataset.indices[order]
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                yield self.dataset.take_stored(order[start:stop])
         else:
-            for start in range(0, n_samples, self.batch_size):
-                yield self.dataset.take(slice(start, start + self.batch_size))
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                yield self.dataset.take(slice(start, stop))
 
 
 class ValidationSplit:
     """Hold out part of the training data for early stopping (a skorch ``train_split``).
+
+    Neither side is a copy: the blocked split gives views, the random split
+    index subsets (see :class:`TensorDataset`).
 
     Parameters
     ----------
@@ -169,25 +268,31 @@ class ValidationSplit:
         self.method = method
         self.random_state = random_state
 
-    def __call__(self, dataset: TensorDataset, y=None, groups=None):
-        n_samples = len(dataset)
-        n_valid = int(np.ceil(self.fraction * n_samples))
+    def n_valid(self, n_samples: int) -> int:
+        """Number of held-out samples out of ``n_samples``."""
+        return int(np.ceil(self.fraction * n_samples))
+
+    def check(self, n_samples: int) -> None:
+        """Raise ``ValueError`` unless both sides of the split get a sample."""
+        n_valid = self.n_valid(n_samples)
         if n_valid < 1 or n_samples - n_valid < 1:
             raise ValueError(
                 f"Cannot hold out a validation fraction of {self.fraction} from "
-                f"{n_samples} samples: each side needs at least one sample."
+                f"{n_samples} sample(s): each side needs at least one sample."
             )
-        device = next(iter(dataset.X.values())).device
+
+    def __call__(self, dataset: TensorDataset, y=None, groups=None):
+        n_samples = len(dataset)
+        self.check(n_samples)
+        n_train = n_samples - self.n_valid(n_samples)
         if self.method == "blocked":
-            order = torch.arange(n_samples, device=device)
-        elif self.method == "random":
-            rng = np.random.default_rng(self.random_state)
-            order = torch.as_tensor(rng.permutation(n_samples), device=device)
-        else:
+            return dataset.subset(slice(0, n_train)), dataset.subset(slice(n_train, None))
+        if self.method != "random":
             raise ValueError(
                 f"Unknown validation split {self.method!r}; use 'blocked' or 'random'."
             )
-        n_train = n_samples - n_valid
+        rng = np.random.default_rng(self.random_state)
+        order = torch.as_tensor(rng.permutation(n_samples), device=dataset.device)
         return dataset.subset(order[:n_train]), dataset.subset(order[n_train:])
 
     def __repr__(self) -> str:
@@ -289,6 +394,87 @@ class EncoderNet(NeuralNet):
             **kwargs,
         )
 
+    def _live_batch_callbacks(self, training: bool) -> bool:
+        """Whether a callback does something per batch (then skorch's own loop runs)."""
+        for _, callback in self.callbacks_:
+            if isinstance(callback, _SkorchLRScheduler) and callback.step_every != "batch":
+                continue
+            kind = type(callback)
+            if (
+                kind.on_batch_begin is not Callback.on_batch_begin
+                or kind.on_batch_end is not Callback.on_batch_end
+                or (training and kind.on_grad_computed is not Callback.on_grad_computed)
+            ):
+                return True
+        return False
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        self.batch_hooks_ = self._live_batch_callbacks(training)
+        if self.batch_hooks_:
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+            return
+        losses, sizes = [], []
+        for batch in iterator:
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            sizes.append(len(batch[1]))
+        # one device-to-host transfer per epoch instead of one per batch
+        values = torch.stack(losses).cpu().tolist() if losses else []
+        for loss, size in zip(values, sizes, strict=True):
+            self.history.new_batch()
+            self.history.record_batch(prefix + "_loss", loss)
+            self.history.record_batch(prefix + "_batch_size", size)
+        self.history.record(prefix + "_batch_count", len(values))
+
+    def train_step(self, batch, **fit_params):
+        if getattr(self.optimizer_, "separable", False):
+            return self._separable_train_step(batch, **fit_params)
+        if getattr(self, "batch_hooks_", True):
+            return super().train_step(batch, **fit_params)
+        # skorch's train_step without the per-batch on_grad_computed
+        # notification, which no callback of this net listens to
+        if not isinstance(self.optimizer_, torch.optim.LBFGS):
+            # optimizers that take one step per batch need no closure
+            self._zero_grad_optimizer()
+            step = self.train_step_single(batch, **fit_params)
+            self._step_optimizer(None)
+            return step
+        accumulator = self.get_train_step_accumulator()
+
+        def step_fn():
+            self._zero_grad_optimizer()
+            step = self.train_step_single(batch, **fit_params)
+            accumulator.store_step(step)
+            return step["loss"]
+
+        self._step_optimizer(step_fn)
+        return accumulator.get_step()
+
+    def _set_training(self, training=True):
+        # train()/eval() walk every submodule; skorch calls it for every batch,
+        # but the mode only changes between the training and validation passes
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The module given to __init__ *is* ``module_``. skorch pickles
+        # ``module_`` so that it loads on any device, but the ``module``
+        # reference would be pickled as it is: a net trained on a GPU could not
+        # be unpickled where there is none.
+        if "module_" in self.__dict__ and state.get("module") is self.module_:
+            state["module"] = _FITTED_MODULE
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.__dict__.get("module"), str) and self.module == _FITTED_MODULE:
+            self.__dict__["module"] = self.module_
+
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorDataset):
             return X
@@ -322,9 +508,7 @@ class EncoderNet(NeuralNet):
             loss = loss + self.module_.regularizer().sum()
         return loss
 
-    def train_step(self, batch, **fit_params):
-        if not getattr(self.optimizer_, "separable", False):
-            return super().train_step(batch, **fit_params)
+    def _separable_train_step(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
 

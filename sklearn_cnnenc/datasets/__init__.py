@@ -3,6 +3,7 @@
 from ._recordings import load_grasshopper_auditory, load_hippocampus_linear_track
 from ._simulated import make_glm_data
 from ._temporal import make_energy_model_data, make_ln_data
+from ._v1 import make_v1_population
 
 __all__ = [
     "load_grasshopper_auditory",
@@ -10,4 +11,5 @@ __all__ = [
     "make_energy_model_data",
     "make_glm_data",
     "make_ln_data",
+    "make_v1_population",
 ]

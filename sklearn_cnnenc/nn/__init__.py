@@ -4,10 +4,46 @@ A model is a *predictor* (stimulus -> linear predictor, one column per neuron)
 wrapped in an :class:`EncodingModule` that adds the inverse link and the
 per-neuron dispersion of the observation family. Every module owns its
 penalty as a ``regularizer()`` method, so training code only sums them.
+
+Predictors: :class:`LinearPredictor` (GLM) and :class:`CNNPredictor` (a
+convolutional core, :class:`Core2d` or :class:`CausalCore1d`, followed by a
+readout: :class:`FactorizedReadout`, :class:`GaussianReadout`,
+:class:`PooledReadout`, :class:`DenseReadout` or :class:`LastStepReadout`).
+:class:`LocallyConnected2d` replaces convolutions when weights are not shared.
 """
 
+from .cnn import CNNPredictor
+from .cores import ACTIVATIONS, CausalCore1d, Core2d, per_layer, resolve_dilation
 from .encoding import EncodingModule
 from .linear import LinearPredictor
 from .ln import FilterBankPredictor
+from .locally_connected import LocallyConnected2d
+from .readouts import (
+    READOUTS,
+    DenseReadout,
+    FactorizedReadout,
+    GaussianReadout,
+    LastStepReadout,
+    PooledReadout,
+    make_readout,
+)
 
-__all__ = ["EncodingModule", "FilterBankPredictor", "LinearPredictor"]
+__all__ = [
+    "ACTIVATIONS",
+    "READOUTS",
+    "CNNPredictor",
+    "CausalCore1d",
+    "Core2d",
+    "DenseReadout",
+    "EncodingModule",
+    "FactorizedReadout",
+    "FilterBankPredictor",
+    "GaussianReadout",
+    "LastStepReadout",
+    "LinearPredictor",
+    "LocallyConnected2d",
+    "PooledReadout",
+    "make_readout",
+    "per_layer",
+    "resolve_dilation",
+]

@@ -1,0 +1,62 @@
+"""Core + readout: the predictor of :class:`~sklearn_cnnenc.CNNEncoder`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["CNNPredictor"]
+
+
+class CNNPredictor(nn.Module):
+    """Stimulus -> shared core -> readout -> linear predictor per neuron.
+
+    Parameters
+    ----------
+    core : torch.nn.Module
+        A :class:`Core2d` (inputs ``(n, C, H, W)``) or :class:`CausalCore1d`
+        (inputs ``(n, C, T)``).
+    readout : torch.nn.Module
+        Maps the core's feature maps to ``(n, n_outputs)``.
+    crop : int, optional
+        Keep only the last ``crop`` time bins of each input. A readout of the
+        last bin needs only the core's receptive field, so longer windows are
+        cut to it instead of computing outputs nobody reads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.nn import CausalCore1d, CNNPredictor, LastStepReadout
+    >>> core = CausalCore1d(1, 13, channels=4)
+    >>> readout = LastStepReadout(4, (1, core.output_length), n_outputs=2)
+    >>> predictor = CNNPredictor(core, readout, crop=13)
+    >>> predictor(torch.randn(5, 1, 40)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, core: nn.Module, readout: nn.Module, crop: int | None = None) -> None:
+        super().__init__()
+        self.core = core
+        self.readout = readout
+        self.crop = crop
+        dtype = next(readout.parameters()).dtype
+        # returned when nothing is penalised, instead of building zeros every batch
+        self.register_buffer("_zero", torch.zeros((), dtype=dtype), persistent=False)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if self.crop is not None:
+            X = X[..., -self.crop :]
+        return self.readout(self.core(X))
+
+    def regularizer(self) -> torch.Tensor:
+        """Core and readout penalties (a scalar)."""
+        core, readout = self.core, self.readout
+        if not (
+            core.gamma_input or core.gamma_hidden or core.gamma_activity or readout.gamma_readout
+        ):
+            return self._zero
+        return core.regularizer() + readout.regularizer()
+
+    def initialize_intercept(self, eta: torch.Tensor) -> None:
+        """Start each neuron's readout bias at ``eta`` (the link of its mean response)."""
+        self.readout.initialize_intercept(eta)

@@ -1,0 +1,134 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, EarlyStopping
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from sklearn_cnnenc.families import get_family
+from sklearn_cnnenc.links import get_link
+from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
+from sklearn_cnnenc.training import (
+    EncoderNet,
+    LRScheduler,
+    NegativeLogLikelihood,
+    TensorBatchIterator,
+    TensorDataset,
+    ValidationSplit,
+)
+
+
+@pytest.fixture
+def data():
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(203, 5, generator=generator)
+    y = torch.poisson(torch.exp(0.3 * X[:, :2]), generator=generator)
+    return TensorDataset({"X": X}, y)
+
+
+class BatchCounter(Callback):
+    """A callback with a batch hook: forces skorch's own per-batch loop."""
+
+    def initialize(self):
+        self.calls_ = 0
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        self.calls_ += 1
+
+
+def _net(callbacks=()):
+    torch.manual_seed(0)
+    link = get_link("softplus")
+    return EncoderNet(
+        EncodingModule(LinearPredictor(5, 2), link, n_outputs=2),
+        criterion=NegativeLogLikelihood,
+        criterion__family=get_family("poisson"),
+        criterion__link=link,
+        optimizer=torch.optim.Adam,
+        lr=0.05,
+        batch_size=32,
+        max_epochs=4,
+        train_split=ValidationSplit(0.2, "random", random_state=0),
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(1),
+        callbacks=[
+            ("lr_scheduler", LRScheduler(ReduceLROnPlateau, monitor="valid_loss")),
+            ("early_stopping", EarlyStopping(patience=10, load_best=True)),
+            *callbacks,
+        ],
+        verbose=0,
+    )
+
+
+def test_fast_epoch_writes_the_history_of_skorchs_own_loop(data):
+    fast = _net().fit(data)
+    counter = BatchCounter()
+    standard = _net(callbacks=[("counter", counter)]).fit(data)
+    assert not fast.batch_hooks_ and standard.batch_hooks_
+    assert counter.calls_ == sum(standard.history[:, "train_batch_count"]) + sum(
+        standard.history[:, "valid_batch_count"]
+    )
+    for key in ("train_loss", "valid_loss", "train_batch_count", "valid_batch_count"):
+        np.testing.assert_allclose(fast.history[:, key], standard.history[:, key], rtol=1e-6)
+    for epoch in range(4):
+        np.testing.assert_allclose(
+            fast.history[epoch, "batches", :, "train_loss"],
+            standard.history[epoch, "batches", :, "train_loss"],
+            rtol=1e-6,
+        )
+        assert (
+            fast.history[epoch, "batches", :, "train_batch_size"]
+            == standard.history[epoch, "batches", :, "train_batch_size"]
+        )
+    torch.testing.assert_close(
+        fast.module_.predictor.weight, standard.module_.predictor.weight
+    )
+
+
+def test_validation_splits_share_the_data_tensors(data):
+    storage = data.X["X"].untyped_storage().data_ptr()
+    train, valid = ValidationSplit(0.25, "blocked")(data)
+    assert train.X["X"].untyped_storage().data_ptr() == storage  # views
+    assert valid.X["X"].untyped_storage().data_ptr() == storage
+    train, valid = ValidationSplit(0.25, "random", random_state=0)(data)
+    assert train._X["X"] is data._X["X"] and valid._X["X"] is data._X["X"]
+    assert len(train) + len(valid) == len(data)
+    together = torch.cat([train.indices, valid.indices]).sort().values
+    assert torch.equal(together, torch.arange(len(data)))
+    # batches of an index subset are the samples at those indices
+    X, y = next(iter(TensorBatchIterator(valid, batch_size=8)))
+    torch.testing.assert_close(X["X"], data.X["X"][valid.indices[:8]])
+    # a subset of a subset composes the indices
+    inner = valid.subset(torch.tensor([2, 0]))
+    torch.testing.assert_close(inner.X["X"], data.X["X"][valid.indices[[2, 0]]])
+
+
+def test_validation_split_needs_a_sample_on_each_side():
+    tiny = TensorDataset({"X": torch.zeros(1, 2)}, torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=r"from 1 sample\(s\)"):
+        ValidationSplit(0.1)(tiny)
+    with pytest.raises(ValueError, match="Unknown validation split"):
+        ValidationSplit(0.5, "stratified")(TensorDataset({"X": torch.zeros(4, 2)}))
+
+
+@pytest.mark.parametrize("n, batch, sizes", [(10, 3, [3, 3, 4]), (10, 4, [4, 4, 2]), (1, 4, [1])])
+def test_batches_never_end_with_a_single_sample(n, batch, sizes):
+    dataset = TensorDataset({"X": torch.arange(float(n))[:, None]}, torch.zeros(n, 1))
+    for shuffle in (False, True):
+        iterator = TensorBatchIterator(dataset, batch_size=batch, shuffle=shuffle)
+        batches = [X["X"].ravel() for X, _ in iterator]
+        assert [len(b) for b in batches] == sizes == [sizes[i] for i in range(len(iterator))]
+        assert sorted(torch.cat(batches).tolist()) == list(range(n))
+
+
+def test_lr_scheduler_pickles_without_its_optimizer(data):
+    net = _net().fit(data)
+    callback = dict(net.callbacks_)["lr_scheduler"]
+    assert hasattr(callback, "lr_scheduler_")
+    restored = pickle.loads(pickle.dumps(callback))
+    assert not hasattr(restored, "lr_scheduler_")
+    # training again rebuilds it
+    net.partial_fit(data)
+    assert dict(net.callbacks_)["lr_scheduler"].lr_scheduler_.optimizer is net.optimizer_
