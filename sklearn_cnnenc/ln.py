@@ -259,10 +259,10 @@ class LNModel(BaseEncoder):
         self._filter_shape = self._resolve_input_shape(X.shape[1])
         warm = self.warm_start and hasattr(self, "net_")
         convex = self._is_convex()
-        self._n_restarts = 1 if (convex or warm) else self.n_init
+        self._restarts_in_batch = 1 if (convex or warm) else self.n_init
         return FilterBankPredictor(
             self._filter_shape,
-            y.shape[1] * self._n_restarts,
+            y.shape[1] * self._restarts_in_batch,
             n_filters=self.n_filters,
             nonlinearity=self.nonlinearity,
             filter_rank=self.filter_rank,
@@ -275,10 +275,10 @@ class LNModel(BaseEncoder):
 
     def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
         super()._initialize_module(module, family, link, y_2d, sample_weight)
-        if module.raw_dispersion is not None and self._n_restarts > 1:
+        if module.raw_dispersion is not None and self._restarts_in_batch > 1:
             # every restart of a neuron gets its own copy of the trained
             # dispersion, so all parameters have the problems as leading axis
-            raw = module.raw_dispersion.detach().repeat(self._n_restarts)
+            raw = module.raw_dispersion.detach().repeat(self._restarts_in_batch)
             module.raw_dispersion = torch.nn.Parameter(raw)
 
     def _net_params(self, n_samples: int) -> dict:
@@ -294,13 +294,13 @@ class LNModel(BaseEncoder):
         warm = self.warm_start and hasattr(self, "net_")
         if self._is_convex() or warm:
             return params
-        if self._n_restarts > 1:
+        if self._restarts_in_batch > 1:
             params["iterator_train"] = _RestartBatchIterator
-            params["iterator_train__n_restarts"] = self._n_restarts
+            params["iterator_train__n_restarts"] = self._restarts_in_batch
         # the spike-triggered average says nothing about a squaring unit (an
         # energy model's STA is zero); random starts only there
         from_sta = self.nonlinearity != "square"
-        params["callbacks"] = [("restarts", _Restarts(self._n_restarts, from_sta))]
+        params["callbacks"] = [("restarts", _Restarts(self._restarts_in_batch, from_sta))]
         return params
 
     def _set_fitted_attributes(self) -> None:
@@ -312,7 +312,7 @@ class LNModel(BaseEncoder):
 
         shape = self._filter_shape
         self.input_shape_ = shape
-        self.n_restarts_ = self._n_restarts
+        self.n_restarts_ = self._restarts_in_batch
         self.filters_ = numpy(predictor.full_filters()).reshape(n_neurons, k, *shape)
         self.weights_ = numpy(predictor.weights)
         self.filter_bias_ = (
