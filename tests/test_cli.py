@@ -1,0 +1,96 @@
+"""The cnnenc command: compare, fit and predict on files; one-line errors."""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+
+from sklearn_cnnenc import PoissonGLM
+from sklearn_cnnenc.cli import main
+from sklearn_cnnenc.datasets import make_glm_data
+
+
+@pytest.fixture(scope="module")
+def npz_file(tmp_path_factory):
+    data = make_glm_data(n_samples=600, n_features=4, n_neurons=3, random_state=0)
+    path = tmp_path_factory.mktemp("data") / "recording.npz"
+    np.savez(path, X=data.X, y=data.y)
+    return path
+
+
+def test_compare_writes_tables_and_figure(npz_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["compare", "--data", str(npz_file), "--models", "glm,ln", "--cv", "3",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "glm" in printed and "ln" in printed and "bits/spike" in printed
+    for name in ("scores.csv", "summary.csv", "paired.csv", "results.json",
+                 "model_comparison.png"):
+        assert (out / name).is_file(), name
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["models"] == ["glm", "ln"] and payload["n_folds"] == 3
+    assert payload["n_neurons"] == 3
+    assert len(payload["best_params"]) == 6  # both models are searches, 3 folds each
+
+
+def test_fit_then_predict_round_trip(npz_file, tmp_path, capsys):
+    model_path = tmp_path / "glm.joblib"
+    assert main(["fit", "--data", str(npz_file), "--model", "glm", "--param", "alpha=0.01",
+                 "--out", str(model_path)]) == 0
+    assert "saved to" in capsys.readouterr().out
+    predictions = tmp_path / "y_pred.npz"
+    assert main(["predict", "--data", str(npz_file), "--model", str(model_path),
+                 "--out", str(predictions)]) == 0
+    data = np.load(npz_file)
+    expected = PoissonGLM(alpha=0.01).fit(data["X"], data["y"]).predict(data["X"])
+    np.testing.assert_allclose(np.load(predictions)["y_pred"], expected, rtol=1e-10)
+
+
+def _one_line_error(capsys):
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cnnenc: error: ") and "\n" not in error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--data", "missing.npz"], "No such file"),
+        (["compare", "--data", "{bad_npz}"], "lacks the array(s) ['y']"),
+        (["compare", "--data", "{short_npz}"], "X has 5 samples but y has 4"),
+        (["compare", "--data", "{fake_nwb}"], "not a readable NWB file"),
+        (["compare", "--data", "{text}"], "expected a .npz or .nwb file"),
+        (["compare", "--data", "{npz}", "--models", "glm,svm"], "Unknown model(s) ['svm']"),
+        (["compare", "--data", "{npz}", "--models", "cnn"], "cnn needs --input-shape"),
+        (["fit", "--data", "{npz}", "--param", "alpha"], "expected NAME=VALUE"),
+        (["fit", "--data", "{npz}", "--param", "alpha=-1"], "alpha"),
+        (["predict", "--data", "{npz}", "--model", "{old_model}"], "saved with sklearn_cnnenc 0.0.1"),
+    ],
+)
+def test_errors_are_one_line(npz_file, tmp_path, capsys, argv, message):
+    files = {"npz": npz_file, "bad_npz": tmp_path / "bad.npz", "short_npz": tmp_path / "s.npz",
+             "fake_nwb": tmp_path / "fake.nwb", "text": tmp_path / "data.txt",
+             "old_model": tmp_path / "old.joblib"}
+    np.savez(files["bad_npz"], X=np.ones((4, 2)))
+    np.savez(files["short_npz"], X=np.ones((5, 2)), y=np.ones(4))
+    files["fake_nwb"].write_text("not hdf5")
+    files["text"].write_text("1 2 3")
+    with files["old_model"].open("wb") as handle:
+        pickle.dump({"format": "sklearn-cnnenc-model",
+                     "versions": {"sklearn_cnnenc": "0.0.1", "scikit-learn": "1.0",
+                                  "torch": "1.0"}}, handle)
+        joblib.dump(PoissonGLM(), handle)
+    argv = [arg.format(**files) for arg in argv]
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_module_entry_point_shows_the_commands():
+    completed = subprocess.run([sys.executable, "-m", "sklearn_cnnenc", "--help"],
+                               capture_output=True, text=True, check=True)
+    for command in ("demo", "compare", "fit", "predict"):
+        assert command in completed.stdout
