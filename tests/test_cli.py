@@ -68,7 +68,8 @@ def _one_line_error(capsys):
         (["compare", "--data", "{npz}", "--models", "cnn"], "cnn needs --input-shape"),
         (["fit", "--data", "{npz}", "--param", "alpha"], "expected NAME=VALUE"),
         (["fit", "--data", "{npz}", "--param", "alpha=-1"], "alpha"),
-        (["predict", "--data", "{npz}", "--model", "{old_model}"], "saved with sklearn_cnnenc 0.0.1"),
+        (["predict", "--data", "{npz}", "--model", "{old_model}"],
+         "saved with sklearn_cnnenc 0.0.1"),
     ],
 )
 def test_errors_are_one_line(npz_file, tmp_path, capsys, argv, message):
