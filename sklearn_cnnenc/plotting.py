@@ -98,14 +98,14 @@ def plot_model_comparison(results, metric: str = "bits_per_spike", reference: st
 
 
 # ------------------------------------------------------------------ helpers
-def _grid(n: int) -> tuple[int, int]:
-    columns = int(np.ceil(np.sqrt(n)))
+def _grid(n: int, columns: int | None = None) -> tuple[int, int]:
+    columns = int(np.ceil(np.sqrt(n))) if columns is None else min(columns, n)
     return int(np.ceil(n / columns)), columns
 
 
-def _canvas(figure, n_panels: int, panel_size: float = 1.2):
+def _canvas(figure, n_panels: int, panel_size: float = 1.2, columns: int | None = None):
     """A figure (new, or the given figure / subfigure) and a grid of ``n_panels`` axes."""
-    rows, columns = _grid(max(n_panels, 1))
+    rows, columns = _grid(max(n_panels, 1), columns)
     if figure is None:
         plt = _pyplot()
         figure = plt.figure(
@@ -182,7 +182,15 @@ def _model_filters(model, image_shape):
     return "images", filters, labels
 
 
-def plot_filters(model, *, image_shape=None, max_filters: int = 64, figure=None, title=None):
+def plot_filters(
+    model,
+    *,
+    image_shape=None,
+    max_filters: int = 64,
+    n_columns: int | None = None,
+    figure=None,
+    title=None,
+):
     """The filters of a model: first-layer kernels of a CNN, LN filters, a GLM's coefficients.
 
     Images are drawn with a symmetric blue-white-red colour map (white is
@@ -198,6 +206,8 @@ def plot_filters(model, *, image_shape=None, max_filters: int = 64, figure=None,
         Reshape flat filters (e.g. a GLM fitted on flattened images).
     max_filters : int, default=64
         Draw at most this many (the first ones).
+    n_columns : int, optional
+        Panels per row; default: a square grid.
     figure : matplotlib Figure or SubFigure, optional
         Draw into it instead of a new figure.
     title : str, optional
@@ -219,8 +229,10 @@ def plot_filters(model, *, image_shape=None, max_filters: int = 64, figure=None,
     kind, filters, labels = _model_filters(model, image_shape)
     if not isinstance(max_filters, int) or max_filters < 1:
         raise ValueError(f"max_filters must be a positive integer; got {max_filters!r}.")
+    if n_columns is not None and (not isinstance(n_columns, int) or n_columns < 1):
+        raise ValueError(f"n_columns must be a positive integer; got {n_columns!r}.")
     filters, labels = filters[:max_filters], labels[:max_filters]
-    figure, axes = _canvas(figure, len(filters))
+    figure, axes = _canvas(figure, len(filters), columns=n_columns)
     for axis, kernel, label in zip(axes, filters, labels, strict=True):
         if kind == "images":
             _show_image(axis, kernel)

@@ -228,7 +228,9 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
         :func:`receptive_field_size`.
     unit : tuple of int, optional
         Position of that core unit on the output map, ``(row, column)`` or
-        ``(bin,)``; default: the centre of the map.
+        ``(bin,)``; default: of the units whose whole field lies inside the
+        input (none of it in padding), the one nearest the centre of the map
+        (the last one for causal cores).
 
     Returns
     -------
@@ -257,7 +259,7 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
         with evaluating(core), torch.enable_grad():
             out = core(inputs)
             out4d = out.unsqueeze(2) if core.causal else out
-            row, column = _unit_position(out4d.shape[2:], unit, core.causal)
+            row, column = _unit_position(core, inputs.shape[2:], out4d.shape[2:], unit)
             (gradient,) = torch.autograd.grad(out4d[:, :, row, column].sum(), inputs)
         gradient = gradient.sum(dim=1)  # over input channels
     else:
@@ -295,10 +297,25 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
     )
 
 
-def _unit_position(map_shape, unit, causal: bool) -> tuple[int, int]:
+def _unit_position(core, input_size, map_shape, unit) -> tuple[int, int]:
+    causal = core.causal
     height, width = int(map_shape[0]), int(map_shape[1])
     if unit is None:
-        return (height // 2, width // 2)
+        # the unit whose whole field lies inside the input (no padding in it)
+        # nearest the centre of the map; the last such bin for causal cores,
+        # the one a "last" readout reads
+        position = []
+        sizes = (1, *input_size) if causal else tuple(input_size)
+        for geometry, n_out, size in zip(core_geometry(core), (height, width), sizes, strict=True):
+            starts = geometry.offset + np.arange(n_out) * geometry.jump
+            inside = np.flatnonzero((starts >= 0) & (starts + geometry.extent <= size))
+            if inside.size == 0:
+                inside = np.arange(n_out)
+            if causal and n_out > 1:
+                position.append(int(inside[-1]))
+            else:
+                position.append(int(inside[np.argmin(np.abs(inside - (n_out - 1) / 2))]))
+        return position[0], position[1]
     unit = tuple(unit) if isinstance(unit, Sequence) else (unit,)
     position = (0, *unit) if causal else unit
     if (

@@ -61,7 +61,9 @@ def translation_equivariance_error(model_or_core, X, shift, *, output: str = "co
 
     ``output="response"`` (fitted CNNEncoder only): ``f`` is the model's
     predicted responses, which have no spatial axes, so ``T_a f = f`` and the
-    error measures *invariance*. A ``"pooled"`` readout (global average)
+    error measures *invariance*; it is divided by the spread of the
+    responses over the stimuli, ``||f(x) - mean_x f(x)||`` (not by the
+    baseline rate, which no stimulus changes). A ``"pooled"`` readout (global average)
     makes a stride-1 model invariant to translations of a pattern on a
     blank background; readouts that weight positions (``"factorized"``,
     ``"gaussian"``, ``"dense"``) are not. Use stimuli with a blank border
@@ -119,7 +121,13 @@ def translation_equivariance_error(model_or_core, X, shift, *, output: str = "co
             )
         reference = predict(model_or_core, inputs.cpu().double().numpy())
         moved = predict(model_or_core, shifted.cpu().double().numpy())
-        return float(np.linalg.norm(moved - reference) / np.linalg.norm(reference))
+        spread = np.linalg.norm(reference - reference.mean(axis=0))
+        if spread == 0:
+            raise ValueError(
+                "The model predicts the same responses to every stimulus of X; "
+                "response invariance needs stimuli that drive it differently."
+            )
+        return float(np.linalg.norm(moved - reference) / spread)
 
     with evaluating(core), torch.no_grad():
         reference = core(inputs)
