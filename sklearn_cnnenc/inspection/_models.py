@@ -70,7 +70,8 @@ def sample_shape(model) -> tuple[int, ...]:
 def user_sample_shape(model) -> tuple[int, ...]:
     """Shape of one sample as the user passed it to ``fit``."""
     if is_cnn_encoder(model):
-        return tuple(model._fit_layout[2])
+        layout = getattr(model, "_fit_layout", None)
+        return tuple(layout[2]) if layout is not None else tuple(model.input_shape_)
     return (int(model.n_features_in_),)
 
 
