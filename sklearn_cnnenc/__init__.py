@@ -12,13 +12,16 @@ and are fitted by maximum likelihood on PyTorch through skorch:
   fitted encoder and a stimulus prior (a scikit-learn classifier).
 
 Submodules: ``families`` (observation models), ``links`` (inverse links),
-``stimuli`` (natural image patches, pink noise), ``metrics`` (log-likelihood,
+``stimuli`` (natural image patches, pink noise, gratings, Gabor patches,
+phase scrambling), ``metrics`` (log-likelihood,
 bits per spike, pseudo-R2, correlation, FEVE and scikit-learn scorers),
 ``datasets`` (simulated neurons, real recordings),
 ``nn`` (the torch modules), ``training`` (the skorch net), ``preprocessing``
 (time lags, raised-cosine bases, spike history), ``model_selection``
 (contiguous-block cross-validation, model comparison), ``inspection``
-(STA/STC, GLM-equivalent filters), ``simulation`` (recurrent simulation of
+(STA/STC, GLM-equivalent filters, receptive fields, equivariance,
+canonical parameters, Gabor fits, most exciting inputs, tuning, phase
+invariance), ``simulation`` (recurrent simulation of
 history GLMs), ``decoding`` (Bayesian decoding and MAP stimulus
 reconstruction), ``io`` (data files, saved models), ``plotting``.
 """

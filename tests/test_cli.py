@@ -95,3 +95,20 @@ def test_module_entry_point_shows_the_commands():
                                capture_output=True, text=True, check=True)
     for command in ("demo", "compare", "fit", "predict"):
         assert command in completed.stdout
+
+
+def test_demo_quick_compares_the_three_models_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "fraction of oracle" in printed and "complex cells" in printed
+    for name in ("summary.csv", "results.json", "model_comparison.png",
+                 "cnn_first_layer_filters.png", "predicted_vs_true_rates.png"):
+        assert (out / name).is_file(), name
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["models"] == ["glm", "ln", "cnn", "oracle"]
+    summary = {row["model"]: row for row in payload["summary"]}
+    # the CNN must beat the GLM clearly, and nothing beats the true rates
+    assert summary["cnn"]["bits_per_spike"] > summary["glm"]["bits_per_spike"] + 0.3
+    assert summary["oracle"]["bits_per_spike"] >= summary["cnn"]["bits_per_spike"]
+    assert 0.0 < summary["cnn"]["fraction_of_oracle"] <= 1.0
