@@ -106,6 +106,7 @@ class Family:
         eta: torch.Tensor,
         link: Link,
         dispersion: torch.Tensor | None = None,
+        log_normalizer: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Elementwise ``-log p(y | mean = link.inverse(eta))``, constants included.
 
@@ -119,6 +120,9 @@ class Family:
             Inverse link from ``eta`` to the mean.
         dispersion : tensor of shape (n_outputs,), optional
             The (positive) dispersion, for families that have one.
+        log_normalizer : tensor, optional
+            :meth:`log_normalizer` of ``y``, when the caller computed it once
+            for many evaluations (a full-batch solver).
 
         Returns
         -------
@@ -132,9 +136,14 @@ class Family:
         eta: torch.Tensor,
         link: Link,
         dispersion: torch.Tensor | None = None,
+        log_normalizer: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Elementwise loss minimised in training: the NLL, except where noted."""
-        return self.negative_log_likelihood(y, eta, link, dispersion)
+        return self.negative_log_likelihood(y, eta, link, dispersion, log_normalizer)
+
+    def log_normalizer(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The part of the NLL that depends on ``y`` alone (``log y!`` for counts), or None."""
+        return None
 
     def dispersion_from_raw(self, raw: torch.Tensor) -> torch.Tensor:
         """Map the unconstrained trained parameter to the positive dispersion."""
@@ -216,8 +225,13 @@ class Poisson(Family):
     def validate_response(self, y: np.ndarray) -> None:
         _check_non_negative(y, self.name)
 
-    def negative_log_likelihood(self, y, eta, link, dispersion=None):
-        return link.inverse(eta) - y * link.log_inverse(eta) + torch.lgamma(y + 1.0)
+    def log_normalizer(self, y):
+        return torch.lgamma(y + 1.0)
+
+    def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
+        if log_normalizer is None:
+            log_normalizer = self.log_normalizer(y)
+        return link.inverse(eta) - y * link.log_inverse(eta) + log_normalizer
 
     def log_prob(self, y, mean, dispersion=None):
         y = np.asarray(y, dtype=float)
@@ -249,10 +263,10 @@ class Gaussian(Family):
     links = ("identity", "exp", "softplus", "elu1")
     has_dispersion = True
 
-    def training_loss(self, y, eta, link, dispersion=None):
+    def training_loss(self, y, eta, link, dispersion=None, log_normalizer=None):
         return 0.5 * (y - link.inverse(eta)) ** 2
 
-    def negative_log_likelihood(self, y, eta, link, dispersion=None):
+    def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         residual = y - link.inverse(eta)
         return 0.5 * (residual**2 / dispersion + torch.log(dispersion) + _LOG_2PI)
 
@@ -296,7 +310,7 @@ class Bernoulli(Family):
                 f"{int(np.sum((y != 0) & (y != 1)))} other value(s)."
             )
 
-    def negative_log_likelihood(self, y, eta, link, dispersion=None):
+    def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         return F.softplus(eta) - y * eta
 
     def log_prob(self, y, mean, dispersion=None):
@@ -333,17 +347,22 @@ class NegativeBinomial(Family):
     def validate_response(self, y: np.ndarray) -> None:
         _check_non_negative(y, self.name)
 
-    def negative_log_likelihood(self, y, eta, link, dispersion=None):
+    def log_normalizer(self, y):
+        return torch.lgamma(y.double() + 1.0)
+
+    def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         # evaluated in float64: even stabilised, the terms are O(y log r) apiece
         dtype = eta.dtype
         y, eta = y.double(), eta.double()
+        if log_normalizer is None:
+            log_normalizer = self.log_normalizer(y)
         log_r = -torch.log(dispersion.double())
         r = torch.exp(log_r)
         log_mean = link.log_inverse(eta)
         log1p_mean_over_r = torch.log1p(torch.exp(log_mean - log_r))
         log_p = (
             _log_rising_factorial_torch(y, r)
-            - torch.lgamma(y + 1.0)
+            - log_normalizer.double()
             - r * log1p_mean_over_r
             + y * (log_mean - log_r - log1p_mean_over_r)
         )

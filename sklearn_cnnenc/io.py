@@ -20,7 +20,7 @@ import sklearn
 import torch
 from sklearn.utils import Bunch
 
-__all__ = ["load_npz", "load_nwb", "save_model", "load_model"]
+__all__ = ["bin_spike_times", "load_npz", "load_nwb", "save_model", "load_model"]
 
 _FORMAT = "sklearn-cnnenc-model"
 
@@ -152,6 +152,24 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
         ``X`` (n_bins, ...) stimulus, ``y`` (n_bins, n_units) spike counts,
         ``time`` (n_bins,) bin starts in seconds, ``unit_ids``, ``groups``
         (None).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from datetime import datetime, timezone
+    >>> import numpy as np
+    >>> from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    >>> from sklearn_cnnenc.io import load_nwb
+    >>> session = NWBFile(session_description="demo", identifier="demo",
+    ...                   session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    >>> session.add_stimulus(TimeSeries(name="sound", data=np.zeros(20), unit="dB", rate=10.0))
+    >>> session.add_unit(spike_times=[0.05, 0.12, 1.31])
+    >>> path = os.path.join(tempfile.mkdtemp(), "session.nwb")
+    >>> with NWBHDF5IO(path, "w") as io:
+    ...     io.write(session)
+    >>> data = load_nwb(path, stimulus="sound")
+    >>> data.X.shape, data.y.shape, int(data.y.sum())
+    ((20,), (20, 1), 3)
     """
     path = _existing_file(path)
     try:
@@ -235,6 +253,16 @@ def load_model(path: str | Path):
     different minor version of sklearn-cnnenc (or of scikit-learn or torch),
     whose pickled objects are not guaranteed to load correctly. Like any
     pickle, only load files you trust.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from sklearn_cnnenc import PoissonGLM
+    >>> from sklearn_cnnenc.io import load_model, save_model
+    >>> path = os.path.join(tempfile.mkdtemp(), "glm.joblib")
+    >>> _ = save_model(PoissonGLM().fit(np.eye(2), [0.0, 1.0]), path)
+    >>> type(load_model(path)).__name__
+    'PoissonGLM'
     """
     path = _existing_file(path)
     with path.open("rb") as handle:

@@ -332,11 +332,12 @@ class NegativeLogLikelihood(nn.Module):
         y: torch.Tensor,
         raw_dispersion: torch.Tensor | None = None,
         sample_weight: torch.Tensor | None = None,
+        log_normalizer: torch.Tensor | None = None,
     ) -> torch.Tensor:
         dispersion = None
         if raw_dispersion is not None:
             dispersion = self.family.dispersion_from_raw(raw_dispersion)
-        nll = self.family.training_loss(y, eta, self.link, dispersion)
+        nll = self.family.training_loss(y, eta, self.link, dispersion, log_normalizer)
         if sample_weight is None:
             return nll.mean(dim=0)
         return (sample_weight @ nll) / sample_weight.sum()
@@ -485,15 +486,23 @@ class EncoderNet(NeuralNet):
         inputs = {key: value for key, value in x.items() if key != "sample_weight"}
         return self.module_(**inputs, **fit_params)
 
-    def get_loss_per_output(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
+    def get_loss_per_output(
+        self, y_pred, y_true, X=None, training=False, log_normalizer=None
+    ) -> torch.Tensor:
         """One objective per neuron: mean NLL (plus, in training, the penalty).
 
         Requires a penalty that is separable over neurons (a vector of shape
         ``(n_outputs,)`` or a scalar zero), which holds for GLM and LN models.
+        ``log_normalizer`` is the family's ``y``-only term, computed once by
+        a full-batch solver instead of at every evaluation.
         """
         sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
         loss = self.criterion_(
-            y_pred, y_true, self.module_.raw_dispersion, sample_weight=sample_weight
+            y_pred,
+            y_true,
+            self.module_.raw_dispersion,
+            sample_weight=sample_weight,
+            log_normalizer=log_normalizer,
         )
         if training:
             loss = loss + self.module_.regularizer()
@@ -511,11 +520,14 @@ class EncoderNet(NeuralNet):
     def _separable_train_step(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
+        log_normalizer = self.criterion_.family.log_normalizer(yi)
 
         def closure() -> torch.Tensor:
             self.optimizer_.zero_grad()
             y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss_per_output(y_pred, yi, X=Xi, training=True)
+            loss = self.get_loss_per_output(
+                y_pred, yi, X=Xi, training=True, log_normalizer=log_normalizer
+            )
             loss.sum().backward()
             return loss.detach()
 
