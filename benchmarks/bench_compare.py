@@ -1,9 +1,12 @@
 """The demo's model comparison run serially, on 2 joblib processes and on a 2-worker dask cluster.
 
-Same data, models, grids and folds in all three runs (``cnnenc demo``'s GLM
-and LN grid searches by default; ``--with-cnn`` adds its CNN): wall time and
-speed-up over the serial run, and a check that all three give the same
-scores. Run: ``python benchmarks/bench_compare.py [--quick] [--with-cnn]``.
+Same data, models, grids and folds in all runs (``cnnenc demo``'s GLM and LN
+grid searches by default; ``--with-cnn`` adds its CNN): wall time and speed-up
+over the serial run, and a check that all runs give the same scores. The
+serial run is also timed with one torch thread: worker processes run one
+thread each (joblib and dask set that), so that row shows how much of the
+process-level speed-up the default serial run already gets from threads.
+Run: ``python benchmarks/bench_compare.py [--quick] [--with-cnn]``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from _common import machine_line, print_table
 from sklearn.model_selection import KFold
 
@@ -39,8 +43,15 @@ def main() -> None:
         return time.perf_counter() - start, results
 
     serial_time, serial = run(n_jobs=1)
-    rows = [{"run": "serial (n_jobs=1)", "wall time (s)": f"{serial_time:.1f}",
-             "speed-up": "1.00x", "same scores": "-"}]
+    rows = [{"run": f"serial (n_jobs=1, {torch.get_num_threads()} torch threads)",
+             "wall time (s)": f"{serial_time:.1f}", "speed-up": "1.00x", "same scores": "-"}]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    single_time, single = run(n_jobs=1)
+    torch.set_num_threads(threads)
+    rows.append({"run": "serial (n_jobs=1, 1 torch thread)", "wall time (s)": f"{single_time:.1f}",
+                 "speed-up": f"{serial_time / single_time:.2f}x",
+                 "same scores": _same(serial, single)})
     parallel_time, parallel = run(n_jobs=2)
     rows.append({"run": "joblib, n_jobs=2", "wall time (s)": f"{parallel_time:.1f}",
                  "speed-up": f"{serial_time / parallel_time:.2f}x",

@@ -46,7 +46,10 @@ def test_grid_search_on_dask_equals_the_serial_search(client, data):
 def test_compare_models_on_a_scheduler_address_equals_the_local_run(client, data):
     models = {"glm": PoissonGLM(alpha=1e-3), "strong": PoissonGLM(alpha=10.0)}
     local = compare_models(models, data.X, data.y, cv=KFold(3), verbose=False)
-    remote = compare_models(models, data.X, data.y, cv=KFold(3), verbose=False,
-                            scheduler=client.scheduler.address)
+    with distributed.get_task_stream(client) as task_stream:
+        remote = compare_models(models, data.X, data.y, cv=KFold(3), verbose=False,
+                                scheduler=client.scheduler.address)
+    # the six fits were spread over both worker processes
+    assert len({task["worker"] for task in task_stream.data}) == 2
     np.testing.assert_allclose([r["value"] for r in remote.scores],
                                [r["value"] for r in local.scores], rtol=1e-10)
