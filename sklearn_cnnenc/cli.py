@@ -31,13 +31,14 @@ MODEL_NAMES = ("glm", "ln", "cnn")
 
 
 def _build_models(names, input_shape, device, quick, random_state=0,
-                  glm_alphas=(0.3, 1.0, 3.0)) -> dict:
+                  glm_alphas=(0.3, 1.0, 3.0), input_type="auto", grouped=False) -> dict:
     """Each named model wrapped in a small grid search (nested CV in compare_models)."""
-    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
     from . import CNNEncoder, LNModel, PoissonGLM
 
-    inner = KFold(2)
+    # with groups (trials, sessions) the inner folds keep each group together too
+    inner = GroupKFold(2) if grouped else KFold(2)
     # Grids sized for a few thousand samples of a few hundred pixels: stimulus
     # pixels are many and natural images heavy-tailed, so the GLM needs a strong
     # ridge, and softplus links keep held-out rates of the LN model finite.
@@ -50,8 +51,8 @@ def _build_models(names, input_shape, device, quick, random_state=0,
                     device=device, random_state=random_state),
             {"nonlinearity": ["softplus", "square"]}, cv=inner),
         "cnn": lambda: GridSearchCV(
-            CNNEncoder(input_shape=input_shape, device=device, random_state=random_state,
-                       max_epochs=15 if quick else 30),
+            CNNEncoder(input_shape=input_shape, input_type=input_type, device=device,
+                       random_state=random_state, max_epochs=15 if quick else 30),
             {"channels": [8] if quick else [8, 16]}, cv=inner),
     }
     unknown = [name for name in names if name not in factories]
@@ -184,29 +185,38 @@ def _load_data(path: str, stimulus: str | None, bin_s: float | None):
     raise ValueError(f"{path}: expected a .npz or .nwb file.")
 
 
-def _input_shape(X: np.ndarray, given: str | None):
+def _input_shape(X: np.ndarray, given: str | None, input_type: str):
+    """The CNN's input shape: given, or read off >2-D stimuli (3-D: images unless told)."""
     if given:
-        return tuple(int(size) for size in given.split(","))
+        try:
+            return tuple(int(size) for size in given.split(","))
+        except ValueError:
+            raise ValueError(f"--input-shape {given!r}: expected integers like 1,32,32.") from None
     if X.ndim == 3:
-        return (1, *X.shape[1:])
+        return X.shape[1:] if input_type == "time_series" else (1, *X.shape[1:])
     if X.ndim == 4:
         return X.shape[1:]
     return None
 
 
 def _compare(args) -> int:
+    from sklearn.model_selection import GroupKFold, KFold
+
     from .model_selection import compare_models
 
     data = _load_data(args.data, args.stimulus, args.bin_s)
     X = np.asarray(data.X, dtype=float)
-    input_shape = _input_shape(X, args.input_shape)
+    input_shape = _input_shape(X, args.input_shape, args.input_type)
     X_flat = X.reshape(len(X), -1)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     if "cnn" in names and input_shape is None:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
+    grouped = data.groups is not None
     models = _build_models(names, input_shape, args.device, quick=False,
-                           glm_alphas=(1e-3, 1e-2, 0.1, 1.0))
-    results = compare_models(models, X_flat, data.y, cv=args.cv, n_jobs=args.n_jobs,
+                           glm_alphas=(1e-3, 1e-2, 0.1, 1.0), input_type=args.input_type,
+                           grouped=grouped)
+    cv = GroupKFold(args.cv) if grouped else KFold(args.cv)
+    results = compare_models(models, X_flat, data.y, cv=cv, n_jobs=args.n_jobs,
                              groups=data.groups, scheduler=args.scheduler, verbose=True)
     print()
     _print_table(results)
@@ -281,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")
     compare.add_argument("--device", default="auto", help="cpu, cuda or auto")
     compare.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
+    compare.add_argument("--input-type", default="auto", choices=("auto", "image", "time_series"),
+                         help="CNN input: 3-D X is read as images unless time_series")
     compare.set_defaults(run=_compare)
 
     fit = commands.add_parser("fit", help="fit one model and save it")
@@ -321,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError) as error:
+    except (ValueError, TypeError, OSError, ImportError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"cnnenc: error: {message}", file=sys.stderr)
         return 2

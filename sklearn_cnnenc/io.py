@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-import pickle
+import json
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -55,18 +56,20 @@ def load_npz(path: str | Path) -> Bunch:
     """
     path = _existing_file(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npz file ({error}).") from error
-    with archive:
-        missing = [name for name in ("X", "y") if name not in archive.files]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the array(s) {missing}; it holds {sorted(archive.files)} "
-                "(expected X: stimuli, y: responses, optional groups)."
-            )
-        X, y = archive["X"], archive["y"]
-        groups = archive["groups"] if "groups" in archive.files else None
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in ("X", "y", "groups")
+                      if name in archive.files}
+            files = sorted(archive.files)
+    except (ValueError, OSError, zipfile.BadZipFile, AttributeError) as error:
+        # a plain .npy (AttributeError: no .files), a truncated zip, a text file...
+        raise ValueError(f"{path} is not a readable .npz archive ({error}).") from error
+    missing = [name for name in ("X", "y") if name not in arrays]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the array(s) {missing}; it holds {files} "
+            "(expected X: stimuli, y: responses, optional groups)."
+        )
+    X, y, groups = arrays["X"], arrays["y"], arrays.get("groups")
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
     if groups is not None and len(groups) != len(y):
@@ -178,10 +181,13 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
         raise ImportError(
             "Reading NWB files needs pynwb: pip install 'sklearn-cnnenc[nwb]'."
         ) from error
+    io = None
     try:
         io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
         nwbfile = io.read()
     except Exception as error:  # h5py/hdmf raise many types for a non-NWB file
+        if io is not None:
+            io.close()
         raise ValueError(f"{path} is not a readable NWB file ({type(error).__name__}).") from error
     with io:
         series = _find_time_series(nwbfile, stimulus)
@@ -236,8 +242,9 @@ def save_model(model, path: str | Path) -> Path:
     """
     path = Path(path)
     with path.open("wb") as handle:
-        # a plain header first, so versions are checked before the model is unpickled
-        pickle.dump({"format": _FORMAT, "versions": _versions()}, handle)
+        # a JSON header line first: versions are checked before anything is unpickled
+        header = {"format": _FORMAT, "versions": _versions()}
+        handle.write(json.dumps(header).encode() + b"\n")
         joblib.dump(model, handle)
     return path
 
@@ -251,8 +258,9 @@ def load_model(path: str | Path):
 
     Raises ``ValueError`` naming both versions when the file was written by a
     different minor version of sklearn-cnnenc (or of scikit-learn or torch),
-    whose pickled objects are not guaranteed to load correctly. Like any
-    pickle, only load files you trust.
+    whose pickled objects are not guaranteed to load correctly. The versions
+    sit in a plain JSON header that is read before anything is unpickled;
+    the model itself is a pickle, so only load files you trust.
 
     Examples
     --------
@@ -267,8 +275,8 @@ def load_model(path: str | Path):
     path = _existing_file(path)
     with path.open("rb") as handle:
         try:
-            header = pickle.load(handle)
-        except Exception:  # not a pickle at all
+            header = json.loads(handle.readline(4096))
+        except ValueError:  # not our JSON header (UnicodeDecodeError is a ValueError)
             header = None
         if not isinstance(header, dict) or header.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a model saved by sklearn_cnnenc.io.save_model.")

@@ -1,7 +1,6 @@
 """The cnnenc command: compare, fit and predict on files; one-line errors."""
 
 import json
-import pickle
 import subprocess
 import sys
 
@@ -51,8 +50,9 @@ def test_fit_then_predict_round_trip(npz_file, tmp_path, capsys):
 
 
 def _one_line_error(capsys):
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("cnnenc: error: ") and "\n" not in error
+    # the progress bar may precede the error on stderr; the error is its own last line
+    error = capsys.readouterr().err.strip().split("\n")[-1]
+    assert error.startswith("cnnenc: error: ")
     return error
 
 
@@ -70,20 +70,26 @@ def _one_line_error(capsys):
         (["fit", "--data", "{npz}", "--param", "alpha=-1"], "alpha"),
         (["predict", "--data", "{npz}", "--model", "{old_model}"],
          "saved with sklearn_cnnenc 0.0.1"),
+        (["fit", "--data", "{corrupt_npz}"], "not a readable .npz archive"),
+        (["compare", "--data", "{npz}", "--models", "glm", "--out", "{text}"], "data.txt"),
+        (["compare", "--data", "{npz}", "--models", "cnn", "--input-shape", "a,b"],
+         "expected integers"),
     ],
 )
 def test_errors_are_one_line(npz_file, tmp_path, capsys, argv, message):
     files = {"npz": npz_file, "bad_npz": tmp_path / "bad.npz", "short_npz": tmp_path / "s.npz",
              "fake_nwb": tmp_path / "fake.nwb", "text": tmp_path / "data.txt",
-             "old_model": tmp_path / "old.joblib"}
+             "old_model": tmp_path / "old.joblib", "corrupt_npz": tmp_path / "corrupt.npz"}
+    np.savez(files["corrupt_npz"], X=np.ones((30, 2)), y=np.ones(30))
+    files["corrupt_npz"].write_bytes(files["corrupt_npz"].read_bytes()[:100])
     np.savez(files["bad_npz"], X=np.ones((4, 2)))
     np.savez(files["short_npz"], X=np.ones((5, 2)), y=np.ones(4))
     files["fake_nwb"].write_text("not hdf5")
     files["text"].write_text("1 2 3")
     with files["old_model"].open("wb") as handle:
-        pickle.dump({"format": "sklearn-cnnenc-model",
-                     "versions": {"sklearn_cnnenc": "0.0.1", "scikit-learn": "1.0",
-                                  "torch": "1.0"}}, handle)
+        handle.write(json.dumps({"format": "sklearn-cnnenc-model",
+                                 "versions": {"sklearn_cnnenc": "0.0.1", "scikit-learn": "1.0",
+                                              "torch": "1.0"}}).encode() + b"\n")
         joblib.dump(PoissonGLM(), handle)
     argv = [arg.format(**files) for arg in argv]
     assert main(argv) == 2
@@ -112,3 +118,23 @@ def test_demo_quick_compares_the_three_models_and_writes_results(tmp_path, capsy
     assert summary["cnn"]["bits_per_spike"] > summary["glm"]["bits_per_spike"] + 0.3
     assert summary["oracle"]["bits_per_spike"] >= summary["cnn"]["bits_per_spike"]
     assert 0.0 < summary["cnn"]["fraction_of_oracle"] <= 1.0
+
+
+def test_compare_keeps_groups_together_in_outer_and_inner_folds(tmp_path, capsys):
+    data = make_glm_data(n_samples=600, n_features=3, n_neurons=2, random_state=1)
+    path = tmp_path / "trials.npz"
+    np.savez(path, X=data.X, y=data.y, groups=np.repeat(np.arange(12), 50))
+    out = tmp_path / "grouped"
+    assert main(["compare", "--data", str(path), "--models", "glm", "--cv", "3",
+                 "--out", str(out)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["n_folds"] == 3 and len(payload["best_params"]) == 3
+
+
+def test_three_dimensional_stimuli_are_images_unless_told_time_series():
+    from sklearn_cnnenc.cli import _input_shape
+
+    X = np.zeros((10, 4, 20))
+    assert _input_shape(X, None, "auto") == (1, 4, 20)
+    assert _input_shape(X, None, "time_series") == (4, 20)
+    assert _input_shape(X.reshape(10, -1), "4,20", "time_series") == (4, 20)

@@ -1,3 +1,4 @@
+import json
 import pickle
 from datetime import datetime, timezone
 
@@ -27,6 +28,7 @@ def test_load_npz_reads_arrays_and_optional_groups(tmp_path):
         ({"X": np.ones((3, 2))}, ValueError, r"lacks the array\(s\) \['y'\]"),
         ({"X": np.ones((3, 2)), "y": np.ones(4)}, ValueError, "X has 3 samples but y has 4"),
         ("garbage", ValueError, "not a readable .npz"),
+        ("truncated", ValueError, "not a readable .npz"),
     ],
 )
 def test_load_npz_errors_name_the_problem(tmp_path, arrays, error, message):
@@ -35,6 +37,9 @@ def test_load_npz_errors_name_the_problem(tmp_path, arrays, error, message):
         np.savez(path, **arrays)
     elif arrays == "garbage":
         path.write_text("not an archive")
+    elif arrays == "truncated":
+        np.savez(path, X=np.ones((30, 2)), y=np.ones(30))
+        path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(error, match=message):
         load_npz(path)
 
@@ -107,9 +112,9 @@ def test_saved_model_predicts_identically_after_loading(tmp_path):
 def test_model_from_another_version_is_refused_with_both_versions(tmp_path):
     path = tmp_path / "old.joblib"
     with path.open("wb") as handle:
-        pickle.dump({"format": "sklearn-cnnenc-model",
-                     "versions": {"sklearn_cnnenc": "0.0.1", "scikit-learn": "1.9.0",
-                                  "torch": "2.13.0"}}, handle)
+        handle.write(json.dumps({"format": "sklearn-cnnenc-model",
+                                 "versions": {"sklearn_cnnenc": "0.0.1", "scikit-learn": "1.9.0",
+                                              "torch": "2.13.0"}}).encode() + b"\n")
         joblib.dump(PoissonGLM(), handle)
     with pytest.raises(ValueError, match="saved with sklearn_cnnenc 0.0.1 but"):
         load_model(path)
@@ -117,3 +122,14 @@ def test_model_from_another_version_is_refused_with_both_versions(tmp_path):
     joblib.dump({"something": 1}, other)
     with pytest.raises(ValueError, match="not a model saved by"):
         load_model(other)
+
+
+def test_a_foreign_pickle_is_refused_without_being_unpickled(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    path = tmp_path / "foreign.joblib"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(ValueError, match="not a model saved by"):
+        load_model(path)

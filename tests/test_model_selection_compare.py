@@ -163,3 +163,28 @@ def test_results_object_rejects_unknown_metric(comparison):
     assert isinstance(comparison, ModelComparison)
     with pytest.raises(ValueError, match="Unknown metric"):
         comparison.per_neuron("accuracy")
+
+
+def test_dataframe_inputs_are_indexed_by_row(data):
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(data.X, columns=[f"f{i}" for i in range(data.X.shape[1])])
+    from_frame = compare_models({"glm": PoissonGLM(alpha=1e-3)}, frame, data.y, cv=KFold(3),
+                                scoring=("correlation",), verbose=False)
+    from_array = compare_models({"glm": PoissonGLM(alpha=1e-3)}, data.X, data.y, cv=KFold(3),
+                                scoring=("correlation",), verbose=False)
+    np.testing.assert_allclose([r["value"] for r in from_frame.scores],
+                               [r["value"] for r in from_array.scores], rtol=1e-10)
+
+
+def test_gaussian_models_and_their_oracle_are_scored_as_gaussians():
+    calcium = make_glm_data(n_samples=600, n_features=4, n_neurons=3, family="gaussian",
+                            dispersion=0.5, random_state=0)
+    results = compare_models({"glm": PoissonGLM(alpha=1e-3, family="gaussian")}, calcium.X,
+                             calcium.y, cv=KFold(3), oracle_rates=calcium.mean,
+                             oracle_family="gaussian", oracle_dispersion=0.5,
+                             scoring=("log_likelihood",), verbose=False)
+    log_likelihoods = results.per_neuron("log_likelihood")
+    # the oracle's score is the Gaussian log-density of the true noise: -0.5 log(2 pi e 0.5)
+    np.testing.assert_allclose(log_likelihoods["oracle"], -0.5 * np.log(2 * np.pi * np.e * 0.5),
+                               atol=0.1)
+    assert np.all(log_likelihoods["glm"] <= log_likelihoods["oracle"] + 0.02)

@@ -16,8 +16,10 @@ from joblib import Parallel, delayed, parallel_config
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.model_selection import KFold, check_cv
+from sklearn.model_selection import check_cv
+from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_consistent_length
 
 from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
@@ -39,61 +41,78 @@ def _fitted_model(estimator):
     return getattr(estimator, "best_estimator_", estimator)
 
 
-def _per_neuron_log_likelihood(model, X, y_2d, prediction) -> np.ndarray:
-    """Mean log-likelihood per neuron, from the model's own distribution when it has one."""
+@dataclass
+class _HeldOut:
+    """A fitted model's held-out predictions: means, per-neuron log-likelihood, family."""
+
+    mean: np.ndarray
+    log_likelihood: np.ndarray
+    family: str
+    dispersion: np.ndarray | None
+
+
+def _held_out(model, X, y_2d) -> _HeldOut:
+    """One pass through the model: its own distribution when it has one, else ``predict``."""
     final = _final_step(model)
-    if hasattr(final, "log_likelihood") and hasattr(final, "family_"):
+    if hasattr(final, "predict_distribution"):
         Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
-        return final.log_likelihood(Xt, y_2d, per_neuron=True).mean(axis=0)
-    return log_likelihood(y_2d, prediction, multioutput="raw_values")
+        distribution = final.predict_distribution(Xt)
+        return _HeldOut(distribution.mean, distribution.log_prob(y_2d).mean(axis=0),
+                        distribution.family.name, distribution.dispersion)
+    mean = np.asarray(model.predict(X), dtype=float).reshape(len(y_2d), -1)
+    return _HeldOut(mean, log_likelihood(y_2d, mean, multioutput="raw_values"), "poisson", None)
 
 
-def _family_of(model) -> tuple[str, np.ndarray | None]:
-    final = _final_step(model)
-    if hasattr(final, "family_"):
-        return final.family_.name, getattr(final, "dispersion_", None)
-    return "poisson", None
+def _oracle(mean, y_2d, family, dispersion) -> _HeldOut:
+    ll = log_likelihood(y_2d, mean, family=family, dispersion=dispersion,
+                        multioutput="raw_values")
+    return _HeldOut(mean, ll, family, dispersion)
 
 
-def _score_metric(name, metric, model, X, y_2d, prediction, train_mean) -> np.ndarray:
+def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
     if callable(metric):
-        return np.asarray(metric(y_2d, prediction), dtype=float).reshape(-1)
+        return np.asarray(metric(y_2d, held.mean), dtype=float).reshape(-1)
     if name == "log_likelihood":
-        return _per_neuron_log_likelihood(model, X, y_2d, prediction)
+        return held.log_likelihood
     if name == "bits_per_spike":
-        return bits_per_spike(y_2d, prediction, y_null=train_mean, multioutput="raw_values")
+        return bits_per_spike(y_2d, held.mean, y_null=train_mean, multioutput="raw_values")
     if name in ("pseudo_r2", "pseudo_r2_deviance"):
-        family, dispersion = _family_of(model)
         kind = "deviance" if name == "pseudo_r2_deviance" else "mcfadden"
-        return pseudo_r2(y_2d, prediction, kind=kind, family=family, dispersion=dispersion,
-                         y_null=train_mean, multioutput="raw_values")
+        return pseudo_r2(y_2d, held.mean, kind=kind, family=held.family,
+                         dispersion=held.dispersion, y_null=train_mean,
+                         multioutput="raw_values")
     if name == "correlation":
-        return correlation(y_2d, prediction, multioutput="raw_values")
+        return correlation(y_2d, held.mean, multioutput="raw_values")
     raise ValueError(f"Unknown metric {name!r}.")
 
 
-def _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates,
+def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
                    return_estimator=False):
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
     train_mean = y_2d[train].mean(axis=0)
     start = time.perf_counter()
-    if name == ORACLE:
-        model, params = None, None
-        prediction = oracle_rates.reshape(len(y), -1)[test]
-    else:
-        model = estimator.fit(X[train], y[train])
+    model = params = None
+    if name != ORACLE:
+        # a search object's inner folds need the groups of the training fold
+        fit_params = {}
+        if groups is not None and isinstance(estimator, BaseSearchCV):
+            fit_params["groups"] = groups[train]
+        model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
         params = getattr(model, "best_params_", None)
         model = _fitted_model(model)
-        prediction = model.predict(X[test]).reshape(len(test), -1)
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
     with warnings.catch_warnings():
         # undefined per-neuron values (a silent neuron in a fold) are kept as nan
         warnings.simplefilter("ignore", UndefinedMetricWarning)
+        if name == ORACLE:
+            rates, family, dispersion = oracle
+            held = _oracle(rates.reshape(len(y), -1)[test], y_2d[test], family, dispersion)
+        else:
+            held = _held_out(model, _safe_indexing(X, test), y_2d[test])
         scores = {
-            metric_name: _score_metric(metric_name, metric, model, X[test], y_2d[test],
-                                       prediction, train_mean)
+            metric_name: _score_metric(metric_name, metric, held, y_2d[test], train_mean)
             for metric_name, metric in metrics.items()
         }
     return {
@@ -174,18 +193,25 @@ class ModelComparison:
     best_params: list[dict] = field(default_factory=list)
     test_indices: list[np.ndarray] = field(default_factory=list)
     estimators: dict = field(default_factory=dict)
+    # per-metric tables, built from the records on first use
+    _per_neuron: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def per_neuron(self, metric: str) -> dict[str, np.ndarray]:
         """Each model's score per neuron, averaged over folds (nan-aware)."""
         if metric not in self.metrics:
             raise ValueError(f"Unknown metric {metric!r}; results hold {self.metrics}.")
-        table = {name: np.full((self.n_folds, self.n_neurons), np.nan) for name in self.models}
-        for record in self.scores:
-            if record["metric"] == metric:
-                table[record["model"]][record["fold"], record["neuron"]] = record["value"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan neuron -> nan
-            return {name: np.nanmean(values, axis=0) for name, values in table.items()}
+        if not self._per_neuron:
+            tables = {(name, m): np.full((self.n_folds, self.n_neurons), np.nan)
+                      for name in self.models for m in self.metrics}
+            for record in self.scores:
+                table = tables[record["model"], record["metric"]]
+                table[record["fold"], record["neuron"]] = record["value"]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-nan neuron -> nan
+                for m in self.metrics:
+                    self._per_neuron[m] = {name: np.nanmean(tables[name, m], axis=0)
+                                           for name in self.models}
+        return {name: values.copy() for name, values in self._per_neuron[metric].items()}
 
     def fraction_of_oracle(self, metric: str = "bits_per_spike") -> dict[str, np.ndarray]:
         """Per-neuron ratio of each model's score to the oracle's (true rates)."""
@@ -372,6 +398,8 @@ def compare_models(
     n_jobs: int | None = None,
     groups=None,
     oracle_rates=None,
+    oracle_family: str = "poisson",
+    oracle_dispersion=None,
     scheduler=None,
     verbose: bool = True,
     return_estimators: bool = False,
@@ -410,6 +438,13 @@ def compare_models(
     oracle_rates : array-like shaped like ``y``, optional
         True expected responses (simulations): scored as a model named
         ``"oracle"``, which gives each model's fraction of the oracle.
+    oracle_family : str, default="poisson"
+        Observation family the oracle's log-likelihood is computed with (use
+        the family of the compared models, e.g. ``"gaussian"`` for calcium).
+    oracle_dispersion : float or array-like of shape (n_neurons,), optional
+        The true dispersion for the oracle (needed for
+        ``"negative_binomial"``; a Gaussian oracle without it uses the
+        residual variance).
     scheduler : str or distributed.Client, optional
         Address of a dask scheduler (``"tcp://host:8786"``) or a client: the
         fits then run on that cluster through joblib's dask backend.
@@ -446,18 +481,20 @@ def compare_models(
         if not hasattr(model, "fit") or not hasattr(model, "predict"):
             raise TypeError(f"Model {name!r} is not an estimator with fit and predict.")
     metrics = _resolve_metrics(scoring)
-    X = np.asarray(X) if not hasattr(X, "iloc") else X
     y = np.asarray(y, dtype=float)
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (samples x neurons); got shape {y.shape}.")
     check_consistent_length(X, y)
+    if groups is not None:
+        groups = np.asarray(groups)
+        check_consistent_length(y, groups)
     if oracle_rates is not None:
         oracle_rates = np.asarray(oracle_rates, dtype=float)
         if oracle_rates.shape != y.shape:
             raise ValueError(f"oracle_rates must be shaped like y {y.shape}; "
                              f"got {oracle_rates.shape}.")
-    cv = KFold(5) if cv is None else cv
-    cv = check_cv(KFold(cv) if isinstance(cv, int) else cv, y, classifier=False)
+    # check_cv turns None and an int into contiguous (unshuffled) KFold folds
+    cv = check_cv(cv, y, classifier=False)
     splits = list(cv.split(X, y, groups))
     names = list(models) + ([ORACLE] if oracle_rates is not None else [])
     tasks = [(name, fold, train, test) for fold, (train, test) in enumerate(splits)
@@ -466,7 +503,8 @@ def compare_models(
 
     def run(name, train, test):
         estimator = None if name == ORACLE else clone(models[name])
-        return _fit_and_score(name, estimator, X, y, train, test, metrics, oracle_rates,
+        return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
+                              (oracle_rates, oracle_family, oracle_dispersion),
                               return_estimators)
 
     with _backend(scheduler):
