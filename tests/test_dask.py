@@ -5,8 +5,8 @@ import pytest
 from joblib import parallel_config
 from sklearn.model_selection import GridSearchCV, KFold
 
-from sklearn_cnnenc import PoissonGLM
-from sklearn_cnnenc.datasets import make_glm_data
+from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc.datasets import make_glm_data, make_v1_population
 from sklearn_cnnenc.model_selection import compare_models
 
 distributed = pytest.importorskip("distributed")
@@ -41,6 +41,21 @@ def test_grid_search_on_dask_equals_the_serial_search(client, data):
     # the fits really ran on the cluster's worker processes
     assert len(task_stream.data) >= 1
     assert {task["worker"] for task in task_stream.data} <= set(client.scheduler_info()["workers"])
+
+
+def test_cnn_grid_search_on_dask_equals_the_serial_search(client):
+    images = make_v1_population(n_samples=240, n_simple=2, n_complex=1, image_size=10,
+                                random_state=0)
+    grid = {"channels": [2, 4], "kernel_size": [(3, 3), (5, 3)]}
+    estimator = CNNEncoder(n_layers=2, max_epochs=3, batch_size=60, device="cpu",
+                           random_state=0)
+    serial = GridSearchCV(estimator, grid, cv=KFold(2)).fit(images.X, images.y)
+    with parallel_config(backend="dask"):
+        on_dask = GridSearchCV(estimator, grid, cv=KFold(2), n_jobs=-1).fit(images.X, images.y)
+    assert on_dask.best_params_ == serial.best_params_
+    # seeded CPU fits; workers run one thread, so only summation order may differ
+    np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"], rtol=1e-4)
 
 
 def test_compare_models_on_a_scheduler_address_equals_the_local_run(client, data):
