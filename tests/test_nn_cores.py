@@ -225,3 +225,40 @@ def test_per_layer_padding_keeps_hidden_maps_and_deep_cores_valid():
     assert core.receptive_field == (17, 17)
     with pytest.raises(ValueError, match="padding"):
         Core2d(1, (16, 16), kernel_size=3, padding=["valid", "full"])
+
+
+def test_numpy_integers_are_accepted_wherever_ints_are():
+    """A grid over np.arange hands numpy integers to every architecture setting."""
+    k, two = np.int64(3), np.int32(2)
+    core = Core2d(1, (16, 16), n_layers=np.int64(2), channels=np.int64(4), kernel_size=[k, k],
+                  dilation=[1, two], stride=np.int64(1), pooling=("max", two), padding=[k, "same"])
+    reference = Core2d(1, (16, 16), n_layers=2, channels=4, kernel_size=3, dilation=[1, 2],
+                       pooling=("max", 2), padding=[3, "same"])
+    assert core.output_size == reference.output_size
+    assert core.receptive_field == reference.receptive_field
+    assert core.pooling == ("max", 2) and type(core.pooling[1]) is int
+    causal = CausalCore1d(1, 32, kernel_size=k, pooling=("avg", two), padding=np.int64(1))
+    assert causal.output_length == CausalCore1d(1, 32, kernel_size=3, pooling=("avg", 2),
+                                                padding=1).output_length
+
+
+@pytest.mark.parametrize(
+    "bad, name",
+    [
+        (dict(kernel_size=2.5), "kernel_size"),
+        (dict(kernel_size=[3, 2.0]), "kernel_size"),
+        (dict(channels=True), "channels"),
+        (dict(stride=[1, 1.5]), "stride"),
+        (dict(dilation=[1, 2.5]), "dilation"),
+        (dict(pooling=("max", True)), "pooling"),
+        (dict(pooling=("avg", 2.0)), "pooling"),
+        (dict(padding=True), "padding"),
+        (dict(padding=[0, 1.5]), "padding"),
+        (dict(n_layers=2.0), "n_layers"),
+        (dict(n_layers=True), "n_layers"),
+    ],
+)
+def test_floats_and_bools_are_rejected_not_truncated(bad, name):
+    with pytest.raises(ValueError, match=f"^{name} must"):
+        Core2d(1, (16, 16), **{"kernel_size": 3, **bad})
+

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch
 
-from ..nn.cores import _StackedCore
+from ..nn.cores import _StackedCore, receptive_field
+from ..nn.locally_connected import _pair
 from ._models import (
     _name,
     as_model_input,
@@ -47,12 +48,6 @@ class AxisGeometry:
         return AxisGeometry(
             self.offset, self.jump * stride, self.extent + (kernel - 1) * dilation * self.jump
         )
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, Integral):
-        return (int(value), int(value))
-    return tuple(int(v) for v in value)
 
 
 def core_geometry(core: _StackedCore) -> tuple[AxisGeometry, AxisGeometry]:
@@ -164,10 +159,7 @@ def receptive_field_size(kernel_sizes, dilations=1, strides=1, pool_sizes=None):
     gaps = _per_layer(dilations, n_layers, "dilations")
     steps = _per_layer(strides, n_layers, "strides")
     pools = _per_layer(settings["pool_sizes"], n_layers, "pool_sizes")
-    axis = AxisGeometry(0, 1, 1)
-    for kernel, gap, step, pool in zip(kernels, gaps, steps, pools, strict=True):
-        axis = axis.window(kernel, gap, step).window(pool, 1, pool)
-    return axis.extent
+    return receptive_field(kernels, gaps, steps, pools)
 
 
 def _core_input(core: _StackedCore, X) -> torch.Tensor:

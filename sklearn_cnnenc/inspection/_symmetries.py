@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..nn.locally_connected import _pair
 from ._models import _name, evaluating, is_cnn_encoder, predict
 from ._receptive_fields import core_geometry, core_input
 
@@ -165,15 +166,6 @@ def _as_tensor(value, name: str) -> torch.Tensor:
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be a numeric array or tensor; got dtype {array.dtype}.")
     return torch.as_tensor(array.astype(np.float64, copy=False))
-
-
-def _pair(value, name: str, n_axes: int) -> tuple[int, ...]:
-    values = (value,) * n_axes if isinstance(value, Integral) else tuple(value)
-    if len(values) != n_axes or any(
-        isinstance(v, bool) or not isinstance(v, Integral) for v in values
-    ):
-        raise ValueError(f"{name} must be an int or {n_axes} ints; got {value!r}.")
-    return tuple(int(v) for v in values)
 
 
 def conv_weight_gradient(X, delta, *, kernel_size=None, stride=1, dilation=1, padding=0):
