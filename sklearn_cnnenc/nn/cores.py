@@ -350,6 +350,10 @@ class _StackedCore(nn.Module):
         self.gamma_hidden = gamma_hidden
         self.gamma_activity = gamma_activity
         n_layers = self.n_layers
+        # a buffer, so that it moves with the module instead of being copied
+        # to the device at every training step; non-persistent: not part of
+        # the state_dict, which stays loadable across versions
+        self.register_buffer("_laplace", self._laplace_kernel(dtype), persistent=False)
 
         blocks = []
         size = list(self.input_size)
@@ -503,11 +507,14 @@ class _StackedCore(nn.Module):
         kh, kw = self._layer_geometry(0)[0]
         return conv.weight.reshape(-1, kh, kw)
 
+    def _laplace_kernel(self, dtype: torch.dtype) -> torch.Tensor:
+        kernel = _LAPLACE_1D if self.causal else _LAPLACE_2D
+        return kernel.to(dtype)[None, None]
+
     def _laplace_penalty(self) -> torch.Tensor:
         filters = self.first_layer_filters()
-        kernel = (_LAPLACE_1D if self.causal else _LAPLACE_2D).to(filters)
         padding = (0, 1) if self.causal else 1
-        laplace = F.conv2d(filters[:, None], kernel[None, None], padding=padding)
+        laplace = F.conv2d(filters[:, None], self._laplace, padding=padding)
         return laplace.pow(2).sum() / (filters.pow(2).sum() + _EPS)
 
     def _group_sparsity(self) -> torch.Tensor:
@@ -544,6 +551,14 @@ class _StackedCore(nn.Module):
         state = self.__dict__.copy()
         state["_activity"] = None  # part of an autograd graph: never pickled
         return state
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_laplace" not in self._buffers:
+            # pickled before the kernel became a buffer
+            param = self.blocks[0].conv.weight
+            kernel = self._laplace_kernel(param.dtype).to(param.device)
+            self.register_buffer("_laplace", kernel, persistent=False)
 
 
 class Core2d(_StackedCore):
