@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from scipy.special import gammaln
 from sklearn import get_config
 
@@ -124,18 +125,35 @@ class CandidateLikelihood:
         else:
             self._weights, self._candidate_term = terms
 
-    def __call__(self, Y: np.ndarray) -> np.ndarray:
-        """Log-likelihood matrix of shape (n_responses, n_candidates) for one batch."""
+    def __call__(self, Y: np.ndarray, response_term=None) -> np.ndarray:
+        """Log-likelihood matrix of shape (n_responses, n_candidates) for one batch.
+
+        ``response_term`` is :meth:`response_term` of ``Y``, when the caller
+        computed it once for more rows than this batch (default: computed
+        here).
+        """
+        if response_term is None:
+            response_term = self.response_term(Y)
         if self._kind is None:
             # y (n, 1, N) against eta (K, N): the family's exact log-probability
-            return self._distribution.log_prob(Y[:, None, :]).sum(axis=2)
+            normalizer = None if response_term is None else response_term[:, None, :]
+            return self._distribution.log_prob(Y[:, None, :], log_normalizer=normalizer).sum(
+                axis=2
+            )
         log_likelihood = Y @ self._weights.T
         log_likelihood += self._candidate_term
-        log_likelihood += self._response_term(Y)[:, None]
+        log_likelihood += response_term[:, None]
         return log_likelihood
 
-    def _response_term(self, Y: np.ndarray) -> np.ndarray:
-        """The part ``c(y)`` that depends on the response only."""
+    def response_term(self, Y: np.ndarray):
+        """The part ``c(y)`` that depends on the responses only, one value per row.
+
+        For families outside the GEMM form, the family's own
+        :meth:`~sklearn_cnnenc.families.Family.log_normalizer` per response
+        (a tensor of the shape of ``Y``, or None when it has none).
+        """
+        if self._kind is None:
+            return self.family.log_normalizer(torch.as_tensor(Y))
         if self._kind is Poisson:
             return -gammaln(Y + 1.0).sum(axis=1)
         if self._kind is Gaussian:
@@ -162,14 +180,19 @@ class CandidateLikelihood:
 
         With ``integrate_bins=w`` row ``t`` holds the summed log-likelihood of
         bins ``t - w + 1 .. t`` (bins are independent given the stimulus);
-        each chunk recomputes the ``w - 1`` bins before it.
+        each chunk recomputes the ``w - 1`` bins before it, except their
+        response term ``c(y)``, computed once for all of ``Y``.
         """
         n_rows = len(Y)
         chunk = self.chunk_rows(n_rows)
+        # c(y) (log y! for counts) depends on the responses alone: once per
+        # call, not once per chunk (nor again for the bins a window re-reads)
+        response_term = self.response_term(Y)
         for start in range(0, n_rows, chunk):
             stop = min(start + chunk, n_rows)
             first = max(0, start - integrate_bins + 1)
-            log_likelihood = moving_sum(self(Y[first:stop]), integrate_bins)
+            rows = None if response_term is None else response_term[first:stop]
+            log_likelihood = moving_sum(self(Y[first:stop], rows), integrate_bins)
             yield slice(start, stop), log_likelihood[start - first :]
 
 

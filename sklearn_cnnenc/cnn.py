@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,7 +13,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._base import BaseEncoder
 from .nn import ACTIVATIONS, READOUTS, CausalCore1d, CNNPredictor, Core2d, make_readout
-from .nn.cores import _resolve_pooling, per_layer, receptive_field, resolve_dilation
+from .nn.cores import _is_int, resolve_architecture
 from .training import LRScheduler, ValidationSplit
 
 __all__ = ["CNNEncoder"]
@@ -23,23 +22,6 @@ __all__ = ["CNNEncoder"]
 # about a third of the early-stopping patience, so that a run gets two or
 # three reductions before it stops
 _LR_FACTOR = 0.3
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _check_per_layer(value, name: str, *, allow=()) -> None:
-    values = [value] if (isinstance(value, str) or not isinstance(value, Sequence)) else value
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 0:
-        raise ValueError(f"{name} must not be an empty list.")
-    for item in values:
-        if item in allow:
-            continue
-        if not _is_int(item) or item < 1:
-            raise ValueError(
-                f"{name} must be a positive int or a list of positive ints; got {value!r}."
-            )
 
 
 class CNNEncoder(BaseEncoder):
@@ -443,23 +425,6 @@ class CNNEncoder(BaseEncoder):
             raise ValueError("readout='last' reads the last time bin: it needs time series.")
         return self.readout
 
-    def _check_architecture(self) -> None:
-        _check_per_layer(self.channels, "channels")
-        _check_per_layer(self.kernel_size, "kernel_size")
-        _check_per_layer(self.stride, "stride")
-        if self.dilation != "exponential":
-            _check_per_layer(self.dilation, "dilation")
-        _resolve_pooling(self.pooling)
-
-    def _receptive_field(self) -> int:
-        pooling = _resolve_pooling(self.pooling)
-        return receptive_field(
-            per_layer(self.kernel_size, self.n_layers, "kernel_size"),
-            resolve_dilation(self.dilation, self.n_layers),
-            per_layer(self.stride, self.n_layers, "stride"),
-            None if pooling is None else pooling[1],
-        )
-
     def _split(self, kind: str) -> ValidationSplit | None:
         if not self.early_stopping:
             return None
@@ -469,7 +434,18 @@ class CNNEncoder(BaseEncoder):
         return ValidationSplit(self.validation_fraction, method)
 
     def _build_predictor(self, X, y, dtype):
-        self._check_architecture()
+        # validated once here (naming the bad parameter); the core receives
+        # the resolved per-layer lists
+        architecture = resolve_architecture(
+            self.n_layers,
+            self.channels,
+            self.kernel_size,
+            self.dilation,
+            self.stride,
+            self.pooling,
+            self.padding,
+        )
+        extent = architecture.pop("receptive_field")
         kind, shape, _ = self._fit_layout
         n_samples = len(X)
         split = self._split(kind)
@@ -482,13 +458,7 @@ class CNNEncoder(BaseEncoder):
             )
         readout = self._readout_name(kind)
         options = dict(
-            n_layers=self.n_layers,
-            channels=self.channels,
-            kernel_size=self.kernel_size,
-            dilation=self.dilation,
-            stride=self.stride,
-            pooling=self.pooling,
-            padding=self.padding,
+            **architecture,
             batch_norm=self.batch_norm,
             activation=self.activation,
             weight_sharing=self.weight_sharing,
@@ -500,7 +470,6 @@ class CNNEncoder(BaseEncoder):
         crop = None
         if kind == "time_series":
             length = shape[1]
-            extent = self._receptive_field()
             if length < extent:
                 what = (
                     f"X has {length} feature(s), read as a one-channel time series of "

@@ -812,9 +812,15 @@ def reconstruct(
     if getattr(encoder, "dispersion_", None) is not None:
         dispersion = torch.as_tensor(encoder.dispersion_, dtype=dtype, device=device)
 
+    # c(y) (log y! for counts) depends on the responses alone: computed once,
+    # not at every evaluation of the objective
+    log_normalizer = family.log_normalizer(targets)
+
     def negative_log_posterior(stimulus: torch.Tensor) -> torch.Tensor:
         eta = module(stimulus)
-        nll = family.negative_log_likelihood(targets, eta, link, dispersion).sum(dim=1)
+        nll = family.negative_log_likelihood(
+            targets, eta, link, dispersion, log_normalizer
+        ).sum(dim=1)
         log_p = log_prior(stimulus)
         if log_p.shape != (n_responses,):
             raise ValueError(

@@ -521,8 +521,12 @@ class ResponseDistribution:
         """Log of the expected responses, finite where the mean underflows."""
         return self.link.log_inverse(torch.as_tensor(self.eta)).numpy()
 
-    def log_prob(self, y: np.ndarray) -> np.ndarray:
-        """Log-probability of ``y``, broadcast against the linear predictors."""
+    def log_prob(self, y: np.ndarray, log_normalizer=None) -> np.ndarray:
+        """Log-probability of ``y``, broadcast against the linear predictors.
+
+        ``log_normalizer``: the family's :meth:`Family.log_normalizer` of
+        ``y`` (broadcastable like ``y``), when the caller computed it once.
+        """
         dispersion = None
         if self.dispersion is not None:
             dispersion = torch.as_tensor(self.dispersion, dtype=torch.float64)
@@ -531,6 +535,7 @@ class ResponseDistribution:
             torch.as_tensor(self.eta),
             self.link,
             dispersion,
+            log_normalizer,
         )
         return -nll.numpy()
 

@@ -163,6 +163,20 @@ def test_bad_inputs_fail_before_training(small_images, make_fit, match):
         make_fit(X, y)
 
 
+def test_numpy_integer_architectures_fit_and_fractions_are_named_errors(small_images):
+    """A grid over np.arange passes numpy integers; 2.5 is an error, not a 2."""
+    X, y = small_images
+    options = {**SMALL, "max_epochs": 1}
+    model = CNNEncoder(**{**options, "kernel_size": [np.int64(5), np.int64(3)],
+                          "pooling": ("max", np.int64(2)), "padding": np.int64(1)}).fit(X, y)
+    reference = CNNEncoder(**{**options, "pooling": ("max", 2), "padding": 1}).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), reference.predict(X))
+    for name, bad in [("kernel_size", [5, 2.5]), ("pooling", ("max", 2.5)),
+                      ("padding", [0, True]), ("stride", 1.0)]:
+        with pytest.raises(ValueError, match=name):
+            CNNEncoder(**{**options, name: bad}).fit(X, y)
+
+
 def test_nan_inputs_and_responses_are_rejected(small_images):
     X, y = small_images
     model = CNNEncoder(**SMALL)

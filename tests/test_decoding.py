@@ -98,6 +98,51 @@ def test_generic_families_fall_back_to_broadcasting_with_the_same_result():
     np.testing.assert_allclose(broadcast(Y), gemm(Y), rtol=1e-12)
 
 
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial", "custom"])
+def test_response_term_is_computed_once_per_call_and_the_posterior_is_unchanged(
+    family, monkeypatch
+):
+    """c(y) (log y!) once per call, not per chunk, with the brute-force posterior."""
+    encoder = _fitted_encoder("poisson" if family == "custom" else family)
+    if family == "custom":
+        class CustomPoisson(Poisson):  # unknown to the GEMM path: the broadcasting one
+            pass
+
+        encoder.family_ = CustomPoisson()
+    rng = np.random.RandomState(1)
+    stimuli = rng.standard_normal((5, 3))
+    Y = encoder.sample(stimuli[rng.randint(5, size=60)], random_state=2)
+    decoder = BayesianDecoder(encoder, stimuli, "uniform", prefit=True,
+                              integrate_bins=3).fit(Y, np.arange(60) % 5)
+    assert (decoder._likelihood._kind is None) == (family == "custom")
+    per_bin = _scipy_log_likelihood(encoder, stimuli, Y)
+    expected = np.array([per_bin[max(0, t - 2) : t + 1].sum(axis=0) for t in range(len(Y))])
+    posterior = np.exp(expected - expected.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+
+    calls = []
+    original = type(encoder.family_).log_normalizer
+    scipy_gammaln = sklearn_cnnenc._decoding_likelihood.gammaln
+
+    def counted_normalizer(self, y):
+        calls.append(len(y))
+        return original(self, y)
+
+    def counted_gammaln(y):
+        calls.append(len(y))
+        return scipy_gammaln(y)
+
+    monkeypatch.setattr(type(encoder.family_), "log_normalizer", counted_normalizer)
+    monkeypatch.setattr(sklearn_cnnenc._decoding_likelihood, "gammaln", counted_gammaln)
+    with sklearn.config_context(working_memory=0.001):  # chunks of a few rows
+        assert decoder._likelihood.chunk_rows(len(Y)) < 10
+        log_likelihood = decoder.log_likelihood(Y)
+        assert calls == [len(Y)]
+        proba = decoder.predict_proba(Y)
+    np.testing.assert_allclose(log_likelihood, expected, rtol=1e-10)
+    np.testing.assert_allclose(proba, posterior, rtol=1e-9, atol=1e-300)
+
+
 def test_strong_prior_moves_the_map_as_bayes_rule_says():
     stimuli, labels, Y = _orientation_population(600, 10, n_orientations=2)
     uniform = BayesianDecoder(PoissonGLM(alpha=1e-3), stimuli, "uniform").fit(Y, labels)
@@ -445,6 +490,28 @@ def test_reconstruct_through_a_poisson_glm_matches_scipy_minimize():
     x_hat, log_posterior = reconstruct(encoder, y, tol=1e-10)
     assert x_hat.shape == (4,) and isinstance(log_posterior, float)
     np.testing.assert_allclose(x_hat, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_reconstruct_computes_log_y_factorial_once_and_reports_the_exact_posterior(
+    monkeypatch,
+):
+    data = make_glm_data(n_samples=2000, n_features=3, n_neurons=12, random_state=3)
+    encoder = PoissonGLM(alpha=1e-4).fit(data.X, data.y)
+    y = data.y[:4]
+    calls = []
+    original = Poisson.log_normalizer
+
+    def counted(self, targets):
+        calls.append(tuple(targets.shape))
+        return original(self, targets)
+
+    monkeypatch.setattr(Poisson, "log_normalizer", counted)
+    x_hat, log_posterior = reconstruct(encoder, y, tol=1e-10)
+    assert calls == [(4, 12)]  # not once per L-BFGS evaluation
+    mean = np.exp(x_hat @ encoder.coef_.T + encoder.intercept_)
+    expected = (stats.poisson.logpmf(y, mean).sum(axis=1)
+                + stats.norm.logpdf(x_hat).sum(axis=1))
+    np.testing.assert_allclose(log_posterior, expected, rtol=1e-10)
 
 
 def _maybe_estimator(name):

@@ -9,6 +9,8 @@ from sklearn_cnnenc.inspection import (
     empirical_receptive_field,
     receptive_field_size,
 )
+from sklearn_cnnenc.inspection._models import evaluating
+from sklearn_cnnenc.inspection._receptive_fields import core_input, read_by_core
 from sklearn_cnnenc.nn import CausalCore1d, Core2d
 
 SMALL = dict(channels=3, max_epochs=1, device="cpu", random_state=0)
@@ -108,6 +110,39 @@ def test_causal_model_field_counts_time_bins():
     neuron = empirical_receptive_field(model, X[:5], neuron=0)
     assert neuron.mask.shape == (24,)
     assert not neuron.mask[:9].any() and neuron.mask[9:].all()
+
+
+def test_time_series_core_input_through_the_readout_is_the_models_linear_predictor(
+    time_series_cnn,
+):
+    """The inspection tools feed the core what predict feeds it: the last 7 bins."""
+    model, X = time_series_cnn
+    for stimuli in (X[:10], X[:10].reshape(10, -1)):
+        core, inputs, n_read = core_input(model, stimuli, "test")
+        assert tuple(inputs.shape) == (10, 2, 30) and n_read == 7
+        with torch.no_grad(), evaluating(model.net_.module_):
+            eta = model.readout_module_(core(read_by_core(inputs, n_read)))
+        np.testing.assert_allclose(
+            model.link_.inverse(eta).numpy(), model.predict(X[:10]), rtol=1e-5
+        )
+
+
+def test_time_series_core_field_is_laid_out_like_the_window(time_series_cnn):
+    """neuron=None and neuron=k give masks over the same 30 bins: the core reads the last 7."""
+    model, X = time_series_cnn
+    core_unit = empirical_receptive_field(model, X[:5])
+    neuron = empirical_receptive_field(model, X[:5], neuron=1)
+    assert core_unit.mask.shape == neuron.mask.shape == (30,)
+    assert core_unit.extent == neuron.extent == model.receptive_field_
+    np.testing.assert_array_equal(core_unit.mask, np.arange(30) >= 23)
+    np.testing.assert_array_equal(neuron.mask, core_unit.mask)
+    # the gradient of the last core bin, by hand
+    inputs = torch.tensor(X[:5], dtype=torch.float32, requires_grad=True)
+    with evaluating(model.core_):
+        model.core_(inputs[..., -7:])[:, :, -1].sum().backward()
+    np.testing.assert_allclose(
+        core_unit.gradient, inputs.grad.sum(dim=1).mean(dim=0).numpy(), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_glm_neuron_field_is_its_filter():

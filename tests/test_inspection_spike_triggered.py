@@ -28,10 +28,42 @@ def test_sta_is_the_spike_weighted_mean_of_the_lagged_stimulus():
     y = rng.poisson(1.0, size=(300, 2)).astype(float)
     sta = spike_triggered_average(X, y, n_lags=5)
     windows = TimeLagger(n_lags=5).fit_transform(X)[4:]
-    expected = (y[4:].T @ (windows - np.tile(X.mean(axis=0), 5))) / y[4:].sum(axis=0)[:, None]
+    expected = (y[4:].T @ (windows - windows.mean(axis=0))) / y[4:].sum(axis=0)[:, None]
     np.testing.assert_allclose(sta, expected.reshape(2, 5, 2))
     uncentred = spike_triggered_average(X, y[:, 0], center=False)
     np.testing.assert_allclose(uncentred, y[:, 0] @ X / y[:, 0].sum())
+
+
+@pytest.mark.parametrize("n_lags", [None, 4])
+def test_sta_and_stc_centre_a_non_zero_mean_stimulus_the_same_textbook_way(n_lags):
+    """STA: spike-weighted mean of the windows; STC: spike-weighted covariance about it.
+
+    The stimulus mean is far from zero and the bins before the first whole
+    window differ from the rest, so the mean of the whole recording is not
+    the mean of the windows the spikes are counted in."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 3)) + [3.0, -2.0, 0.5]
+    X[:3] += 10.0
+    y = rng.poisson(np.exp(0.3 * X[:, 0] - 1.0)).astype(float)
+    if n_lags is None:
+        windows, counts, shape = X, y, (3,)
+    else:
+        windows = np.stack([X[n_lags - 1 - lag : len(X) - lag] for lag in range(n_lags)], axis=1)
+        windows, counts, shape = windows.reshape(len(windows), -1), y[n_lags - 1 :], (n_lags, 3)
+    # every spike as one sample: the textbook definitions, by numpy
+    triggered = np.repeat(windows, counts.astype(int), axis=0)
+    sta = triggered.mean(axis=0)
+    c_spike = np.cov(triggered, rowvar=False, bias=True)  # about the STA
+    c_prior = np.cov(windows, rowvar=False, bias=True)
+    mean = windows.mean(axis=0)
+
+    raw = spike_triggered_average(X, y, n_lags, center=False)
+    np.testing.assert_allclose(raw, sta.reshape(shape), rtol=1e-12)
+    centred = spike_triggered_average(X, y, n_lags)
+    np.testing.assert_allclose(centred, (sta - mean).reshape(shape), rtol=1e-10, atol=1e-12)
+    stc = spike_triggered_covariance(X, y, n_lags)
+    np.testing.assert_allclose(stc.sta, centred, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stc.covariance, c_spike - c_prior, rtol=1e-9, atol=1e-10)
 
 
 def test_stc_finds_the_energy_model_subspace_that_the_sta_misses():

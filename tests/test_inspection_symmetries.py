@@ -114,6 +114,31 @@ def test_bad_shifts_and_models_are_clear_errors(patterns):
         translation_equivariance_error(core, X[:, None], 1, output="maps")
 
 
+@pytest.mark.parametrize("shift", [1, 4, -3])
+def test_time_series_response_shift_is_that_of_the_stimulus_window(time_series_cnn, shift):
+    """The whole window is shifted, then the model crops it, exactly as predict would."""
+    model, X = time_series_cnn
+    reference = model.predict(X[:20])
+    moved = model.predict(np.roll(X[:20], shift, axis=-1))
+    expected = np.linalg.norm(moved - reference) / np.linalg.norm(reference - reference.mean(0))
+    for stimuli in (X[:20], X[:20].reshape(20, -1)):
+        error = translation_equivariance_error(model, stimuli, shift, output="response")
+        assert error == pytest.approx(expected, rel=1e-5)
+
+
+def test_time_series_core_shift_acts_on_the_window_before_the_crop(time_series_cnn):
+    model, X = time_series_cnn
+    # the core reads one 7-bin field per window: its one-bin map cannot follow a shift
+    with pytest.raises(ValueError, match=r"reads only the last 7 bins .*readout='last'"):
+        translation_equivariance_error(model, X[:5], 2)
+    with pytest.raises(ValueError, match=r"reads only the last 7 bins .*length it was built"):
+        translation_equivariance_error(model.core_, X[:5], 2)
+    # a core that reads 20 of the 30 bins: a shift by 6 moves the stimulus within them
+    # (the wrapped bins stay outside), and a stride-1 causal convolution follows it
+    long_core = CausalCore1d(2, 20, n_layers=2, channels=3, kernel_size=3, dilation=[1, 2])
+    assert translation_equivariance_error(long_core, X[:5], 6) < 1e-6
+
+
 def _autograd_weight_gradient(X, weight, delta, conv, **options):
     weight = weight.clone().requires_grad_(True)
     (conv(X, weight, **options) * delta).sum().backward()

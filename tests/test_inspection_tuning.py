@@ -238,3 +238,16 @@ def test_bad_tuning_inputs(complex_cells):
         phase_invariance_index(glm, np.zeros((5, 256)), image_shape=(10, 10))
     with pytest.raises(ValueError, match="n_scrambles"):
         phase_invariance_index(cnn, np.zeros((5, 16, 16)), n_scrambles=0)
+
+
+def test_time_series_cnn_is_no_image_model(time_series_cnn):
+    """Windows of 2 channels x 30 bins: no grating fits, whatever image_shape claims."""
+    model, X = time_series_cnn
+    for call in (
+        lambda: preferred_grating(model),
+        lambda: preferred_grating(model, image_shape=(6, 10)),  # 60 values, like a window
+        lambda: phase_invariance_index(model, X[:10]),
+        lambda: phase_invariance_index(model, X[:10].reshape(10, -1), image_shape=(6, 10)),
+    ):
+        with pytest.raises(ValueError, match=r"fitted on time series .*no spatial axes"):
+            call()

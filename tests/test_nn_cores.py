@@ -225,3 +225,84 @@ def test_per_layer_padding_keeps_hidden_maps_and_deep_cores_valid():
     assert core.receptive_field == (17, 17)
     with pytest.raises(ValueError, match="padding"):
         Core2d(1, (16, 16), kernel_size=3, padding=["valid", "full"])
+
+
+def test_numpy_integers_are_accepted_wherever_ints_are():
+    """A grid over np.arange hands numpy integers to every architecture setting."""
+    k, two = np.int64(3), np.int32(2)
+    core = Core2d(1, (16, 16), n_layers=np.int64(2), channels=np.int64(4), kernel_size=[k, k],
+                  dilation=[1, two], stride=np.int64(1), pooling=("max", two), padding=[k, "same"])
+    reference = Core2d(1, (16, 16), n_layers=2, channels=4, kernel_size=3, dilation=[1, 2],
+                       pooling=("max", 2), padding=[3, "same"])
+    assert core.output_size == reference.output_size
+    assert core.receptive_field == reference.receptive_field
+    assert core.pooling == ("max", 2) and type(core.pooling[1]) is int
+    causal = CausalCore1d(1, 32, kernel_size=k, pooling=("avg", two), padding=np.int64(1))
+    assert causal.output_length == CausalCore1d(1, 32, kernel_size=3, pooling=("avg", 2),
+                                                padding=1).output_length
+
+
+@pytest.mark.parametrize(
+    "bad, name",
+    [
+        (dict(kernel_size=2.5), "kernel_size"),
+        (dict(kernel_size=[3, 2.0]), "kernel_size"),
+        (dict(channels=True), "channels"),
+        (dict(stride=[1, 1.5]), "stride"),
+        (dict(dilation=[1, 2.5]), "dilation"),
+        (dict(pooling=("max", True)), "pooling"),
+        (dict(pooling=("avg", 2.0)), "pooling"),
+        (dict(padding=True), "padding"),
+        (dict(padding=[0, 1.5]), "padding"),
+        (dict(n_layers=2.0), "n_layers"),
+        (dict(n_layers=True), "n_layers"),
+    ],
+)
+def test_floats_and_bools_are_rejected_not_truncated(bad, name):
+    with pytest.raises(ValueError, match=f"^{name} must"):
+        Core2d(1, (16, 16), **{"kernel_size": 3, **bad})
+
+
+def test_laplace_kernel_is_a_non_persistent_buffer_and_old_pickles_still_load():
+    core = Core2d(1, (12, 12), n_layers=1, channels=2, kernel_size=5, gamma_input=1.0)
+    # moves with the module (no host-to-device copy per step), not in the state_dict
+    assert any(buffer is core._laplace for buffer in core.buffers())
+    assert not any("laplace" in key for key in core.state_dict())
+    assert core.double()._laplace.dtype == torch.float64
+    expected = core.regularizer()
+    fresh = Core2d(1, (12, 12), n_layers=1, channels=2, kernel_size=5, gamma_input=1.0).double()
+    fresh.load_state_dict(core.state_dict())
+    torch.testing.assert_close(fresh.regularizer(), expected)
+    # a core pickled before the kernel was a buffer has none in its state
+    del core._buffers["_laplace"]
+    core._non_persistent_buffers_set.discard("_laplace")
+    restored = pickle.loads(pickle.dumps(core))
+    assert restored._laplace.dtype == torch.float64
+    torch.testing.assert_close(restored.regularizer(), expected)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_laplace_penalty_equals_its_formula_without_building_a_kernel_per_step(
+    causal, monkeypatch
+):
+    torch.manual_seed(0)
+    if causal:
+        core = CausalCore1d(1, 20, n_layers=1, channels=3, kernel_size=7, gamma_input=0.5)
+        kernel, padding = torch.tensor([[-1.0, 2.0, -1.0]]), (0, 1)
+    else:
+        core = Core2d(1, (12, 12), n_layers=1, channels=3, kernel_size=5, gamma_input=0.5)
+        kernel = torch.tensor([[0.5, 1.0, 0.5], [1.0, -6.0, 1.0], [0.5, 1.0, 0.5]])
+        padding = 1
+    core = core.double()
+    filters = core.first_layer_filters().detach()
+    laplace = torch.nn.functional.conv2d(
+        filters[:, None], kernel.double()[None, None], padding=padding
+    )
+    expected = 0.5 * laplace.pow(2).sum() / filters.pow(2).sum()
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the Laplacian kernel was rebuilt during a training step")
+
+    monkeypatch.setattr(type(core), "_laplace_kernel", rebuilt)
+    torch.testing.assert_close(core.regularizer(), expected)
+    assert core._laplace.dtype == torch.float64

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch
 
-from ..nn.cores import _StackedCore
+from ..nn.cores import _StackedCore, receptive_field
+from ..nn.locally_connected import _pair
 from ._models import (
     _name,
     as_model_input,
@@ -47,12 +48,6 @@ class AxisGeometry:
         return AxisGeometry(
             self.offset, self.jump * stride, self.extent + (kernel - 1) * dilation * self.jump
         )
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, Integral):
-        return (int(value), int(value))
-    return tuple(int(v) for v in value)
 
 
 def core_geometry(core: _StackedCore) -> tuple[AxisGeometry, AxisGeometry]:
@@ -164,14 +159,16 @@ def receptive_field_size(kernel_sizes, dilations=1, strides=1, pool_sizes=None):
     gaps = _per_layer(dilations, n_layers, "dilations")
     steps = _per_layer(strides, n_layers, "strides")
     pools = _per_layer(settings["pool_sizes"], n_layers, "pool_sizes")
-    axis = AxisGeometry(0, 1, 1)
-    for kernel, gap, step, pool in zip(kernels, gaps, steps, pools, strict=True):
-        axis = axis.window(kernel, gap, step).window(pool, 1, pool)
-    return axis.extent
+    return receptive_field(kernels, gaps, steps, pools)
 
 
-def _core_input(core: _StackedCore, X) -> torch.Tensor:
-    """``X`` as the core's input ``(n, C, H, W)`` or ``(n, C, T)`` (long windows cropped)."""
+def _core_input(core: _StackedCore, X) -> tuple[torch.Tensor, int | None]:
+    """``X`` as ``(n, C, H, W)`` or ``(n, C, T)`` for a bare core, and the bins it reads.
+
+    A causal core reads the last ``length`` bins of longer windows (as
+    :class:`~sklearn_cnnenc.CNNEncoder` crops them); the window is returned
+    whole, so that a tool can transform it before the crop.
+    """
     param = parameter_like(core)
     X = torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=param.dtype, device=param.device)
     channels = core.in_channels
@@ -184,7 +181,7 @@ def _core_input(core: _StackedCore, X) -> torch.Tensor:
                 f"This causal core takes time series of shape (n, {channels}, T) with "
                 f"T >= {length}; got {tuple(X.shape)}."
             )
-        return X[..., -length:]
+        return X, (length if X.shape[2] > length else None)
     if X.dim() == 3 and channels == 1:
         X = X[:, None]
     if X.dim() != 4 or tuple(X.shape[1:]) != (channels, *core.input_size):
@@ -192,17 +189,32 @@ def _core_input(core: _StackedCore, X) -> torch.Tensor:
             f"This core takes images of shape (n, {channels}, {core.input_size[0]}, "
             f"{core.input_size[1]}); got {tuple(X.shape)}."
         )
-    return X
+    return X, None
 
 
-def core_input(model_or_core, X, tool: str) -> tuple[_StackedCore, torch.Tensor]:
+def core_input(model_or_core, X, tool: str) -> tuple[_StackedCore, torch.Tensor, int | None]:
+    """The core, ``X`` as the model takes it, and the number of last time bins the core reads.
+
+    For a fitted CNNEncoder ``X`` is reshaped exactly as ``predict`` reshapes
+    it, ``(n, *input_shape_)``, and the core reads what the model's predictor
+    passes on: with ``readout="last"`` only the last ``receptive_field_`` bins
+    of each window (the crop of :class:`~sklearn_cnnenc.nn.CNNPredictor`).
+    The window is returned uncropped, so that a transformation (a shift)
+    acts on the stimulus, as it would before ``predict``; apply
+    :func:`read_by_core` to get the core's input. ``None``: the core reads
+    everything.
+    """
     core = conv_core(model_or_core, tool)
     if is_cnn_encoder(model_or_core):
-        X = np.asarray(X)
-        shape = model_or_core.input_shape_
-        if X.ndim >= 2 and int(np.prod(X.shape[1:])) == int(np.prod(shape)):
-            X = X.reshape(len(X), *shape)
-    return core, _core_input(core, X)
+        inputs = as_model_input(model_or_core, X)
+        return core, inputs, model_or_core.net_.module_.predictor.crop
+    inputs, n_read = _core_input(core, X)
+    return core, inputs, n_read
+
+
+def read_by_core(inputs: torch.Tensor, n_read: int | None) -> torch.Tensor:
+    """The part of the inputs of :func:`core_input` that the core reads."""
+    return inputs if n_read is None else inputs[..., -n_read:]
 
 
 def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
@@ -254,12 +266,16 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
     (15, 15)
     """
     if neuron is None:
-        core, inputs = core_input(model, X, "empirical_receptive_field with neuron=None")
+        core, inputs, n_read = core_input(model, X, "empirical_receptive_field with neuron=None")
         inputs = inputs.clone().requires_grad_(True)
         with evaluating(core), torch.enable_grad():
-            out = core(inputs)
+            # the gradient is taken with respect to the whole window: the
+            # bins the core does not read get zero, and the mask is laid out
+            # like the stimulus, as for neuron=k
+            read = read_by_core(inputs, n_read)
+            out = core(read)
             out4d = out.unsqueeze(2) if core.causal else out
-            row, column = _unit_position(core, inputs.shape[2:], out4d.shape[2:], unit)
+            row, column = _unit_position(core, read.shape[2:], out4d.shape[2:], unit)
             (gradient,) = torch.autograd.grad(out4d[:, :, row, column].sum(), inputs)
         gradient = gradient.sum(dim=1)  # over input channels
     else:

@@ -38,10 +38,21 @@ def _check_inputs(X, y, n_lags):
 def spike_triggered_average(X, y, n_lags: int | None = None, *, center: bool = True):
     """Spike-weighted average of the stimulus preceding each bin.
 
-    ``sta[lag] = sum_t y[t] (x[t - lag] - mean(x)) / sum_t y[t]`` over the bins
-    ``t`` whose whole window of ``n_lags`` lags lies inside the recording.
-    For a linear-nonlinear neuron driven by Gaussian white noise the STA is
-    proportional to its filter (Chichilnisky 2001; Bussgang's theorem).
+    With ``s_t`` the stimulus window of bin ``t`` (``s_t[lag] = x[t - lag]``)
+    over the bins ``t`` whose whole window of ``n_lags`` lags lies inside the
+    recording, the textbook STA is the spike-weighted mean of the windows,
+
+    .. math::
+
+        \\mathrm{STA} = \\frac{\\sum_t y_t\\, s_t}{\\sum_t y_t},
+
+    and with ``center=True`` (the default) it is reported relative to the
+    mean window ``m = mean_t s_t`` over the same bins, ``STA - m`` (zero for a
+    neuron that ignores the stimulus, whatever the stimulus mean). This is
+    the ``sta`` of :func:`spike_triggered_covariance`, whose spike-triggered
+    covariance is taken about the same STA. For a linear-nonlinear neuron
+    driven by Gaussian white noise the STA is proportional to its filter
+    (Chichilnisky 2001; Bussgang's theorem).
 
     Parameters
     ----------
@@ -54,8 +65,8 @@ def spike_triggered_average(X, y, n_lags: int | None = None, *, center: bool = T
         Window length in bins; lag 0 is the current bin (the layout of
         :class:`~sklearn_cnnenc.preprocessing.TimeLagger`).
     center : bool, default=True
-        Subtract the mean stimulus (the STA of a neuron that ignores the
-        stimulus is then zero).
+        Subtract the mean stimulus window ``m`` (over the bins the spikes are
+        counted in); ``False`` returns the raw spike-weighted mean.
 
     Returns
     -------
@@ -78,27 +89,41 @@ def spike_triggered_average(X, y, n_lags: int | None = None, *, center: bool = T
     total = weights.sum(axis=0)
     if np.any(total == 0):
         raise ValueError("Every neuron needs at least one spike for a spike-triggered average.")
-    mean = X.mean(axis=0) if center else 0.0
     if n_lags is None:
-        sta = (weights.T @ (X - mean)) / total[:, None]
+        windows = X - X.mean(axis=0) if center else X
+        sta = (weights.T @ windows) / total[:, None]
     else:
         n = len(X)
-        # one product per lag: no lagged copy of the stimulus
-        sta = np.stack(
-            [weights.T @ (X[first - lag : n - lag] - mean) for lag in range(n_lags)], axis=1
-        ) / total[:, None, None]
+        # one product per lag: no lagged copy of the stimulus; lag `lag` of the
+        # windows is X[first - lag : n - lag], centred on its own mean
+        lags = []
+        for lag in range(n_lags):
+            shifted = X[first - lag : n - lag]
+            lags.append(weights.T @ (shifted - shifted.mean(axis=0) if center else shifted))
+        sta = np.stack(lags, axis=1) / total[:, None, None]
     return sta[0] if y.ndim == 1 else sta
 
 
 def spike_triggered_covariance(X, y, n_lags: int | None = None) -> Bunch:
     """Spike-triggered covariance analysis: the stimulus subspace a neuron is sensitive to.
 
-    Eigen-decomposes ``C_spike - C_prior``, the difference between the
-    spike-weighted covariance of the stimulus windows (around the STA) and
-    their raw covariance. For Gaussian white noise, eigenvectors with large
-    positive eigenvalues span excitatory directions (e.g. the two quadrature
-    filters of an energy-model complex cell, whose STA is zero), large
-    negative ones suppressive directions (Schwartz et al. 2006).
+    Eigen-decomposes ``C_spike - C_prior``: the spike-weighted covariance of
+    the stimulus windows ``s_t`` about the (uncentred) spike-triggered
+    average, and their covariance about their mean ``m``,
+
+    .. math::
+
+        C_\\mathrm{spike} = \\frac{\\sum_t y_t (s_t - \\mathrm{STA})(s_t - \\mathrm{STA})^\\top}
+        {\\sum_t y_t}, \\qquad
+        C_\\mathrm{prior} = \\frac{1}{T} \\sum_t (s_t - m)(s_t - m)^\\top,
+
+    over the same ``T`` bins as :func:`spike_triggered_average` (both
+    normalised by their total weight, the maximum-likelihood convention,
+    so the difference vanishes for a neuron that ignores the stimulus,
+    whatever the stimulus mean). For Gaussian white noise, eigenvectors with
+    large positive eigenvalues span excitatory directions (e.g. the two
+    quadrature filters of an energy-model complex cell, whose STA is zero),
+    large negative ones suppressive directions (Schwartz et al. 2006).
 
     Parameters
     ----------
@@ -114,7 +139,9 @@ def spike_triggered_covariance(X, y, n_lags: int | None = None) -> Bunch:
     result : Bunch
         ``eigenvalues`` (n_dims,) sorted from largest to smallest;
         ``eigenvectors`` (n_dims, n_lags, n_features), unit-norm filters in
-        the same order (``(n_dims, n_features)`` without lags); ``sta``;
+        the same order (``(n_dims, n_features)`` without lags); ``sta``,
+        relative to the mean window, as returned by
+        :func:`spike_triggered_average` with ``center=True``;
         ``covariance`` (n_dims, n_dims), the difference matrix.
 
     References
@@ -149,6 +176,7 @@ def spike_triggered_covariance(X, y, n_lags: int | None = None) -> Bunch:
         raise ValueError("The neuron needs at least one spike for a spike-triggered covariance.")
     centred = windows - windows.mean(axis=0)
     sta = (y @ centred) / total
+    # centred - sta = windows - (uncentred STA): the covariance about the STA
     around_sta = centred - sta
     c_spike = (around_sta * y[:, None]).T @ around_sta / total
     c_prior = centred.T @ centred / len(centred)

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..nn.locally_connected import _pair
 from ._models import _name, evaluating, is_cnn_encoder, predict
-from ._receptive_fields import core_geometry, core_input
+from ._receptive_fields import core_geometry, core_input, read_by_core
 
 __all__ = ["conv_weight_gradient", "translation_equivariance_error"]
 
@@ -30,13 +31,20 @@ def _shifts(shift, n_axes: int, sizes: tuple[int, ...]) -> tuple[int, ...]:
     return values
 
 
-def _interior(geometry, n_out: int, size: int, shift: int, step: int) -> np.ndarray:
+def _interior(geometry, n_out: int, size: int, shift: int, step: int, first: int) -> np.ndarray:
     """Output units of the shifted input whose field avoids padding and the wrapped border,
-    and whose partner ``j - step`` in the unshifted output exists."""
-    starts = geometry.offset + np.arange(n_out) * geometry.jump
+    and whose partner ``j - step`` in the unshifted output exists and avoids padding.
+
+    Positions are in the whole input of ``size`` samples, of which the core
+    reads those from ``first`` on (a time-series model reads only the last
+    bins of each window); a field that starts before ``first`` holds padding.
+    """
+    starts = first + geometry.offset + np.arange(n_out) * geometry.jump
     ends = starts + geometry.extent - 1
-    keep = (starts >= max(shift, 0)) & (ends <= size - 1 + min(shift, 0))
+    keep = (starts >= max(shift, first)) & (ends <= size - 1 + min(shift, 0))
     partner = np.arange(n_out) - step
+    moved = step * geometry.jump
+    keep &= (starts - moved >= first) & (ends - moved <= size - 1)
     return np.flatnonzero(keep & (partner >= 0) & (partner < n_out))
 
 
@@ -74,7 +82,10 @@ def translation_equivariance_error(model_or_core, X, shift, *, output: str = "co
     model_or_core : fitted CNNEncoder, Core2d or CausalCore1d
     X : array-like
         Stimuli as for the model's ``fit`` (for a bare core ``(n, C, H, W)``
-        or ``(n, C, T)``).
+        or ``(n, C, T)``). The shift acts on the whole stimulus; a
+        time-series core then reads the last bins of the shifted window, as
+        ``predict`` feeds it (``readout="last"`` crops windows to the
+        receptive field; a bare causal core reads its ``length``).
     shift : int or (int, int)
         Translation in input samples: ``(rows, columns)`` for images (an int
         shifts both), time bins for time series; smaller than the input.
@@ -106,7 +117,9 @@ def translation_equivariance_error(model_or_core, X, shift, *, output: str = "co
     """
     if output not in ("core", "response"):
         raise ValueError(f"output must be 'core' or 'response'; got {output!r}.")
-    core, inputs = core_input(model_or_core, X, "translation_equivariance_error")
+    # the shift acts on the whole stimulus, as on a stimulus shown to the
+    # model; a time-series model's core then reads the last bins of it
+    core, inputs, n_read = core_input(model_or_core, X, "translation_equivariance_error")
     causal = core.causal
     sizes = (inputs.shape[-1],) if causal else tuple(inputs.shape[-2:])
     shifts = _shifts(shift, len(sizes), sizes)
@@ -130,19 +143,32 @@ def translation_equivariance_error(model_or_core, X, shift, *, output: str = "co
         return float(np.linalg.norm(moved - reference) / spread)
 
     with evaluating(core), torch.no_grad():
-        reference = core(inputs)
-        moved = core(shifted)
+        reference = core(read_by_core(inputs, n_read))
+        moved = core(read_by_core(shifted, n_read))
     geometry = core_geometry(core)
     geometry = (geometry[1],) if causal else geometry
     out_sizes = tuple(reference.shape[-len(sizes) :])
+    firsts = (0,) * len(sizes) if n_read is None else (sizes[0] - n_read,)
     index_ref, index_moved = [], []
-    for axis, (g, n_out, size, a) in enumerate(
-        zip(geometry, out_sizes, sizes, shifts, strict=True)
+    for axis, (g, n_out, size, a, first) in enumerate(
+        zip(geometry, out_sizes, sizes, shifts, firsts, strict=True)
     ):
         step = int(np.round(a / g.jump))
-        kept = _interior(g, n_out, size, a, step)
+        kept = _interior(g, n_out, size, a, step, first)
         if kept.size == 0:
             name = "time" if causal else ("rows", "columns")[axis]
+            if n_read is not None:
+                why = (
+                    "readout='last' crops each window to the receptive field"
+                    if is_cnn_encoder(model_or_core)
+                    else "the length it was built for"
+                )
+                raise ValueError(
+                    f"The core reads only the last {n_read} bins of each {size}-bin window "
+                    f"({why}); no output unit there has its receptive field ({g.extent}) in "
+                    f"those bins both before and after a shift of {a}. Use output='response', "
+                    "a smaller shift, or a core that reads longer windows."
+                )
             raise ValueError(
                 f"No output unit along {name} has its receptive field ({g.extent}) inside "
                 f"the input ({size}) after a shift of {a}; use a larger input or a smaller "
@@ -165,15 +191,6 @@ def _as_tensor(value, name: str) -> torch.Tensor:
     if not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{name} must be a numeric array or tensor; got dtype {array.dtype}.")
     return torch.as_tensor(array.astype(np.float64, copy=False))
-
-
-def _pair(value, name: str, n_axes: int) -> tuple[int, ...]:
-    values = (value,) * n_axes if isinstance(value, Integral) else tuple(value)
-    if len(values) != n_axes or any(
-        isinstance(v, bool) or not isinstance(v, Integral) for v in values
-    ):
-        raise ValueError(f"{name} must be an int or {n_axes} ints; got {value!r}.")
-    return tuple(int(v) for v in values)
 
 
 def conv_weight_gradient(X, delta, *, kernel_size=None, stride=1, dilation=1, padding=0):

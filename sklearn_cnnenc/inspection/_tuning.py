@@ -228,7 +228,21 @@ def tuning_curve(model, stimuli, parameter, *, aggregate: str = "mean") -> Bunch
     )
 
 
-def _image_shape(model, image_shape, X=None) -> tuple[int, int]:
+def _check_image_model(model, tool: str) -> None:
+    """Reject models that know their inputs are not images (gratings need two spatial axes)."""
+    if is_cnn_encoder(model) and getattr(model, "input_type_", "image") != "image":
+        raise ValueError(
+            f"{tool} shows a model grey-level images, but this {type(model).__name__} was "
+            f"fitted on {model.input_type_.replace('_', ' ')} (input_type_="
+            f"{model.input_type_!r}, input_shape_={tuple(model.input_shape_)}: channels x "
+            "time bins), which have no spatial axes to hold a grating."
+        )
+
+
+def _image_shape(model, image_shape, tool: str, X=None) -> tuple[int, int]:
+    # before image_shape: an explicit shape that happens to hold as many values
+    # as a time-series sample would be predicted on without complaint
+    _check_image_model(model, tool)
     if image_shape is not None:
         shape = tuple(int(s) for s in np.ravel(image_shape))
     elif X is not None and np.ndim(X) >= 3:
@@ -287,6 +301,12 @@ def preferred_grating(
         ``orientation``, ``frequency``, ``phase`` and ``response`` (the
         best phase-averaged response), each (n_neurons,).
 
+    Raises
+    ------
+    ValueError
+        For a CNNEncoder fitted on time series (no spatial axes), or when the
+        image shape is unknown.
+
     Examples
     --------
     >>> import numpy as np
@@ -299,7 +319,7 @@ def preferred_grating(
     >>> round(float(best.orientation[0]), 3), float(best.frequency[0])
     (0.785, 0.25)
     """
-    shape = _image_shape(model, image_shape)
+    shape = _image_shape(model, image_shape, "preferred_grating")
     orientations = _positive_int(orientations, "orientations")
     n_phases = _positive_int(n_phases, "n_phases")
     if frequencies is None:
@@ -383,6 +403,12 @@ def phase_invariance_index(
         predictions do not vary); ``orientation`` (n_neurons,), the
         directions used.
 
+    Raises
+    ------
+    ValueError
+        For a CNNEncoder fitted on time series (no spatial axes), or stimuli
+        that are not grey-level images.
+
     Examples
     --------
     >>> import numpy as np
@@ -397,12 +423,13 @@ def phase_invariance_index(
     >>> bool(abs(result.index[0]) < 0.1), bool(result.index[1] > 0.95)
     (True, True)
     """
+    _check_image_model(model, "phase_invariance_index")
     n_scrambles = _positive_int(n_scrambles, "n_scrambles")
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 4 and X.shape[1] == 1:
         X = X[:, 0]
     if X.ndim == 2:
-        shape = _image_shape(model, image_shape)
+        shape = _image_shape(model, image_shape, "phase_invariance_index")
         if X.shape[1] != shape[0] * shape[1]:
             raise ValueError(f"X has {X.shape[1]} features; image_shape {shape} needs "
                              f"{shape[0] * shape[1]}.")

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .locally_connected import LocallyConnected2d
+from .locally_connected import LocallyConnected2d, _is_int
 
 __all__ = [
     "Core2d",
@@ -46,6 +46,7 @@ __all__ = [
     "ACTIVATIONS",
     "per_layer",
     "receptive_field",
+    "resolve_architecture",
     "resolve_dilation",
 ]
 
@@ -99,14 +100,42 @@ def per_layer(value, n_layers: int, name: str) -> list:
     return [values[min(i, len(values) - 1)] for i in range(n_layers)]
 
 
+def _positive_ints(value, n_layers: int, name: str) -> list[int]:
+    """Per-layer positive integers; every list entry is checked, used or not."""
+    entries = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if not all(_is_int(v) and v >= 1 for v in entries):
+        raise ValueError(
+            f"{name} must be a positive integer or a list of positive integers; got {value!r}."
+        )
+    return [int(v) for v in per_layer(value, n_layers, name)]
+
+
 def resolve_dilation(dilation, n_layers: int) -> list[int]:
     """Per-layer dilations; ``"exponential"`` is ``2^(i-1)`` for layer ``i = 1..n_layers``.
+
+    Parameters
+    ----------
+    dilation : int, list of int or "exponential"
+        A positive integer for every layer, a list per layer (its last entry
+        repeating, as in :func:`per_layer`), or ``"exponential"``.
+    n_layers : int
+
+    Returns
+    -------
+    dilations : list of int of length n_layers
+
+    Raises
+    ------
+    ValueError
+        For any other string, or entries that are not positive integers.
 
     Examples
     --------
     >>> from sklearn_cnnenc.nn import resolve_dilation
     >>> resolve_dilation("exponential", 4)
     [1, 2, 4, 8]
+    >>> resolve_dilation([1, 3], 3)
+    [1, 3, 3]
     """
     if isinstance(dilation, str):
         if dilation != "exponential":
@@ -114,18 +143,23 @@ def resolve_dilation(dilation, n_layers: int) -> list[int]:
                 f"dilation must be an int, a list of ints or 'exponential'; got {dilation!r}."
             )
         return [2**i for i in range(n_layers)]
-    return [int(d) for d in per_layer(dilation, n_layers, "dilation")]
+    return _positive_ints(dilation, n_layers, "dilation")
 
 
 def receptive_field(kernel_size, dilation, stride, pool_size=None) -> int:
     """Extent along one axis of the input seen by one output of a stack of layers.
 
+    The one implementation of the receptive-field arithmetic: the cores,
+    :class:`~sklearn_cnnenc.CNNEncoder` and
+    :func:`~sklearn_cnnenc.inspection.receptive_field_size` all call it.
+
     Parameters
     ----------
     kernel_size, dilation, stride : list of int
         Per layer.
-    pool_size : int, optional
-        Size (and stride) of the pooling after every layer.
+    pool_size : int or list of int, optional
+        Size (and stride) of the pooling after every layer, or per layer
+        (1: no pooling).
 
     Returns
     -------
@@ -137,14 +171,19 @@ def receptive_field(kernel_size, dilation, stride, pool_size=None) -> int:
     >>> receptive_field([3, 3, 3], [1, 2, 4], [1, 1, 1])  # 1 + (3 - 1) * (1 + 2 + 4)
     15
     """
+    if pool_size is None:
+        pool_size = 1
+    pools = pool_size if isinstance(pool_size, Sequence) else [pool_size] * len(kernel_size)
     extent, jump = 1, 1
-    for kernel, step, gap in zip(kernel_size, stride, dilation, strict=True):
+    for kernel, step, gap, pool in zip(kernel_size, stride, dilation, pools, strict=True):
         extent += (kernel - 1) * gap * jump
         jump *= step
-        if pool_size is not None:
-            extent += (pool_size - 1) * jump
-            jump *= pool_size
+        extent += (pool - 1) * jump
+        jump *= pool
     return extent
+
+
+_POOLING_ERROR = "pooling must be None, 'max', 'avg' or a pair like ('max', 2); got {!r}."
 
 
 def _resolve_pooling(pooling) -> tuple[str, int] | None:
@@ -156,14 +195,85 @@ def _resolve_pooling(pooling) -> tuple[str, int] | None:
         try:
             kind, size = pooling
         except (TypeError, ValueError):
+            raise ValueError(_POOLING_ERROR.format(pooling)) from None
+    if kind not in ("max", "avg") or not _is_int(size) or size < 1:
+        raise ValueError(_POOLING_ERROR.format(pooling))
+    return kind, int(size)
+
+
+def _resolve_padding(padding, n_layers: int) -> list:
+    entries = padding if isinstance(padding, Sequence) and not isinstance(padding, str) else [
+        padding
+    ]
+    for value in entries:
+        if not (value in ("valid", "same") or (_is_int(value) and value >= 0)):
             raise ValueError(
-                f"pooling must be None, 'max', 'avg' or a pair like ('max', 2); got {pooling!r}."
-            ) from None
-    if kind not in ("max", "avg") or not isinstance(size, int) or size < 1:
-        raise ValueError(
-            f"pooling must be None, 'max', 'avg' or a pair like ('max', 2); got {pooling!r}."
-        )
-    return kind, size
+                "padding must be 'valid', 'same', a non-negative int or a list of "
+                f"these; got {padding!r}."
+            )
+    return [v if isinstance(v, str) else int(v) for v in per_layer(padding, n_layers, "padding")]
+
+
+def resolve_architecture(
+    n_layers, channels, kernel_size, dilation, stride, pooling, padding
+) -> dict:
+    """Validate a core's layer settings and expand them to one entry per layer.
+
+    The single place where these settings are checked: the cores call it,
+    and so does :class:`~sklearn_cnnenc.CNNEncoder` (which needs the
+    receptive field before it builds a core). Integers may be Python or
+    numpy integers (a grid over ``np.arange`` works); floats and bools are
+    rejected, never truncated.
+
+    Parameters
+    ----------
+    n_layers : int
+    channels, kernel_size, stride : int or list of int
+        Positive; per layer as in :func:`per_layer`.
+    dilation : int, list of int or "exponential"
+    pooling : None, "max", "avg" or (kind, size)
+    padding : "valid", "same", int or list of these
+
+    Returns
+    -------
+    architecture : dict
+        ``n_layers`` (int); ``channels``, ``kernel_size``, ``dilation``,
+        ``stride``, ``padding`` (lists of length ``n_layers``); ``pooling``
+        (None or ``(kind, size)``); ``receptive_field`` (int, along each
+        convolved axis).
+
+    Raises
+    ------
+    ValueError
+        Naming the first invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc.nn.cores import resolve_architecture
+    >>> spec = resolve_architecture(3, 8, [9, 5], "exponential", 1, ("max", np.int64(2)), "same")
+    >>> spec["kernel_size"], spec["dilation"], spec["pooling"], spec["receptive_field"]
+    ([9, 5, 5], [1, 2, 4], ('max', 2), 96)
+    """
+    if not _is_int(n_layers) or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer; got {n_layers!r}.")
+    n_layers = int(n_layers)
+    spec = {
+        "n_layers": n_layers,
+        "channels": _positive_ints(channels, n_layers, "channels"),
+        "kernel_size": _positive_ints(kernel_size, n_layers, "kernel_size"),
+        "dilation": resolve_dilation(dilation, n_layers),
+        "stride": _positive_ints(stride, n_layers, "stride"),
+        "pooling": _resolve_pooling(pooling),
+        "padding": _resolve_padding(padding, n_layers),
+    }
+    spec["receptive_field"] = receptive_field(
+        spec["kernel_size"],
+        spec["dilation"],
+        spec["stride"],
+        None if spec["pooling"] is None else spec["pooling"][1],
+    )
+    return spec
 
 
 class _Block(nn.Module):
@@ -219,35 +329,31 @@ class _StackedCore(nn.Module):
         dtype: torch.dtype,
     ) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be at least 1; got {n_layers}.")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"Unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)}."
             )
+        spec = resolve_architecture(
+            n_layers, channels, kernel_size, dilation, stride, pooling, padding
+        )
         self.in_channels = in_channels
         self.input_size = tuple(input_size)
-        self.n_layers = n_layers
-        self.channels = [int(c) for c in per_layer(channels, n_layers, "channels")]
-        self.kernel_size = [int(k) for k in per_layer(kernel_size, n_layers, "kernel_size")]
-        self.dilation = resolve_dilation(dilation, n_layers)
-        self.stride = [int(s) for s in per_layer(stride, n_layers, "stride")]
-        self.pooling = _resolve_pooling(pooling)
-        self.padding = per_layer(padding, n_layers, "padding")
+        self.n_layers = spec["n_layers"]
+        self.channels = spec["channels"]
+        self.kernel_size = spec["kernel_size"]
+        self.dilation = spec["dilation"]
+        self.stride = spec["stride"]
+        self.pooling = spec["pooling"]
+        self.padding = spec["padding"]
         self.weight_sharing = weight_sharing
         self.gamma_input = gamma_input
         self.gamma_hidden = gamma_hidden
         self.gamma_activity = gamma_activity
-        for name in ("channels", "kernel_size", "dilation", "stride"):
-            values = getattr(self, name)
-            if any(v < 1 for v in values):
-                raise ValueError(f"{name} must be positive integers; got {values}.")
-        for value in self.padding:
-            if not (value in ("valid", "same") or (isinstance(value, int) and value >= 0)):
-                raise ValueError(
-                    "padding must be 'valid', 'same', a non-negative int or a list of "
-                    f"these; got {padding!r}."
-                )
+        n_layers = self.n_layers
+        # a buffer, so that it moves with the module instead of being copied
+        # to the device at every training step; non-persistent: not part of
+        # the state_dict, which stays loadable across versions
+        self.register_buffer("_laplace", self._laplace_kernel(dtype), persistent=False)
 
         blocks = []
         size = list(self.input_size)
@@ -401,11 +507,14 @@ class _StackedCore(nn.Module):
         kh, kw = self._layer_geometry(0)[0]
         return conv.weight.reshape(-1, kh, kw)
 
+    def _laplace_kernel(self, dtype: torch.dtype) -> torch.Tensor:
+        kernel = _LAPLACE_1D if self.causal else _LAPLACE_2D
+        return kernel.to(dtype)[None, None]
+
     def _laplace_penalty(self) -> torch.Tensor:
         filters = self.first_layer_filters()
-        kernel = (_LAPLACE_1D if self.causal else _LAPLACE_2D).to(filters)
         padding = (0, 1) if self.causal else 1
-        laplace = F.conv2d(filters[:, None], kernel[None, None], padding=padding)
+        laplace = F.conv2d(filters[:, None], self._laplace, padding=padding)
         return laplace.pow(2).sum() / (filters.pow(2).sum() + _EPS)
 
     def _group_sparsity(self) -> torch.Tensor:
@@ -442,6 +551,14 @@ class _StackedCore(nn.Module):
         state = self.__dict__.copy()
         state["_activity"] = None  # part of an autograd graph: never pickled
         return state
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "_laplace" not in self._buffers:
+            # pickled before the kernel became a buffer
+            param = self.blocks[0].conv.weight
+            kernel = self._laplace_kernel(param.dtype).to(param.device)
+            self.register_buffer("_laplace", kernel, persistent=False)
 
 
 class Core2d(_StackedCore):
@@ -517,7 +634,7 @@ class Core2d(_StackedCore):
             input_size,
             n_layers=n_layers,
             channels=channels,
-            kernel_size=list(kernel_size) if isinstance(kernel_size, tuple) else kernel_size,
+            kernel_size=kernel_size,
             dilation=dilation,
             stride=stride,
             pooling=pooling,
@@ -603,7 +720,7 @@ class CausalCore1d(_StackedCore):
             (1, length),
             n_layers=n_layers,
             channels=channels,
-            kernel_size=list(kernel_size) if isinstance(kernel_size, tuple) else kernel_size,
+            kernel_size=kernel_size,
             dilation=dilation,
             stride=stride,
             pooling=pooling,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -11,10 +12,22 @@ from torch import nn
 __all__ = ["LocallyConnected2d"]
 
 
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return tuple(int(v) for v in value)
+def _is_int(value) -> bool:
+    """Python or numpy integer, not a bool (``True`` is no kernel size)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _pair(value, name: str = "value", n_axes: int = 2) -> tuple[int, ...]:
+    """An int repeated over ``n_axes`` axes, or a sequence of one int per axis."""
+    if _is_int(value):
+        return (int(value),) * n_axes
+    try:
+        values = tuple(value)
+    except TypeError:
+        values = ()
+    if len(values) != n_axes or not all(_is_int(v) for v in values):
+        raise ValueError(f"{name} must be an int or {n_axes} ints; got {value!r}.")
+    return tuple(int(v) for v in values)
 
 
 class LocallyConnected2d(nn.Module):
@@ -69,10 +82,10 @@ class LocallyConnected2d(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.dilation = _pair(dilation)
-        height, width = _pair(input_size)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        height, width = _pair(input_size, "input_size")
         spans = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size, strict=True)]
         if spans[0] > height or spans[1] > width:
             raise ValueError(
