@@ -298,7 +298,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             # read-only inputs (memmaps) are shared, never written to
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
-        if sample_weight is not None and not np.all(sample_weight == 1.0):
+        if sample_weight is not None and not np.all(sample_weight == sample_weight[0]):
+            # mean 1, as NegativeLogLikelihood expects of the full data; equal
+            # weights are no weights (the full-batch path then has none)
+            sample_weight = sample_weight / np.mean(sample_weight)
             inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype, device=device)
         if offset is not None:
             inputs["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)

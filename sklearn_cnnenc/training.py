@@ -148,6 +148,20 @@ class TensorDataset(torch.utils.data.Dataset):
             index = self.indices[index]
         return self.take_stored(index)
 
+    def weight_scale(self) -> torch.Tensor | None:
+        """Factor that scales this dataset's sample weights to mean 1 (None without weights).
+
+        One where all of its weights are zero (their losses are zero anyway).
+        """
+        weight = self._X.get("sample_weight")
+        if weight is None:
+            return None
+        if self.indices is not None:
+            weight = weight[self.indices]
+        total = weight.sum()
+        # no .item(): a device synchronisation per epoch is not worth it
+        return torch.where(total > 0, len(weight) / total, torch.ones_like(total))
+
     def take_stored(self, index: torch.Tensor | slice):
         """The samples at positions ``index`` of the stored tensors (``indices`` ignored)."""
         X = {key: value[index] for key, value in self._X.items()}
@@ -182,6 +196,14 @@ class TensorBatchIterator:
     generator : torch.Generator, optional
         Source of the permutations, for reproducible shuffling.
 
+    Notes
+    -----
+    Sample weights (the input ``"sample_weight"``) are scaled to mean 1 over
+    the dataset iterated (a training or validation part), which is what
+    :class:`NegativeLogLikelihood` expects: a batch's loss is then an
+    unbiased estimate of the part's weighted mean NLL, and the mean over a
+    pass is exactly that weighted mean.
+
     Examples
     --------
     >>> import torch
@@ -205,6 +227,7 @@ class TensorBatchIterator:
         self.batch_size = n_samples if batch_size == -1 else max(1, min(batch_size, n_samples))
         self.shuffle = shuffle
         self.generator = generator
+        self._weight_scale = dataset.weight_scale()
 
     def _bounds(self) -> list[int]:
         n_samples = len(self.dataset)
@@ -217,6 +240,13 @@ class TensorBatchIterator:
         return len(self._bounds()) - 1
 
     def __iter__(self) -> Iterator:
+        if self._weight_scale is None:
+            yield from self._batches()
+            return
+        for X, y in self._batches():
+            yield {**X, "sample_weight": X["sample_weight"] * self._weight_scale}, y
+
+    def _batches(self) -> Iterator:
         n_samples = len(self.dataset)
         bounds = self._bounds()
         if self.shuffle and len(bounds) > 2:
@@ -305,6 +335,14 @@ class NegativeLogLikelihood(nn.Module):
     Uses the family's ``training_loss`` (the NLL itself, except for the
     Gaussian, whose mean is fitted by least squares).
 
+    Sample weights must have mean 1 over the data the batch is drawn from
+    (:class:`TensorBatchIterator` scales them so); the loss of a batch is
+    ``sum_i w_i nll_i / batch_size``. Over the full data this is the
+    weighted mean ``sum_i w_i nll_i / sum_i w_i``; over a mini-batch it is
+    an unbiased estimate of it, and a batch whose weights are all zero
+    (possible in a shuffled pass, or a validation part of zero weight)
+    contributes zero instead of ``0 / 0``.
+
     Parameters
     ----------
     family : Family
@@ -340,7 +378,7 @@ class NegativeLogLikelihood(nn.Module):
         nll = self.family.training_loss(y, eta, self.link, dispersion, log_normalizer)
         if sample_weight is None:
             return nll.mean(dim=0)
-        return (sample_weight @ nll) / sample_weight.sum()
+        return (sample_weight @ nll) / len(nll)
 
 
 class EncoderNet(NeuralNet):

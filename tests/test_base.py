@@ -1,0 +1,66 @@
+"""Behaviour every estimator inherits from BaseEncoder (weights, warm starts, devices, score)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import PoissonRegressor
+
+from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc.datasets import make_glm_data, make_v1_population
+from sklearn_cnnenc.families import get_family
+from sklearn_cnnenc.links import get_link
+from sklearn_cnnenc.training import NegativeLogLikelihood
+
+CNN_OPTIONS = dict(channels=4, kernel_size=[5, 3], device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def glm_data():
+    return make_glm_data(n_samples=600, n_features=4, n_neurons=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def images():
+    data = make_v1_population(200, n_simple=1, n_complex=1, image_size=12, random_state=1)
+    return data.X, data.y
+
+
+# ------------------------------------------------------------ sample weights
+def test_a_batch_of_zero_weights_has_zero_loss_not_nan():
+    loss = NegativeLogLikelihood(get_family("poisson"), get_link("exp"))
+    eta, y = torch.zeros(4, 2), torch.ones(4, 2)
+    np.testing.assert_array_equal(loss(eta, y, sample_weight=torch.zeros(4)).numpy(), 0.0)
+
+
+def test_zero_weight_batches_and_validation_part_train_finitely(images):
+    X, y = images
+    # nonzero weights on 10 of the 160 training samples only, so that most
+    # shuffled batches of 8 hold none; the blocked validation part (the last
+    # 40 samples) has none at all
+    weights = np.zeros(len(y))
+    weights[:160:16] = 1.0
+    model = CNNEncoder(
+        batch_size=8, max_epochs=3, validation_split="blocked", validation_fraction=0.2,
+        **CNN_OPTIONS,
+    ).fit(X, y, sample_weight=weights)
+    assert np.all(np.isfinite(model.history_[:, "train_loss"]))
+    assert np.all(np.isfinite(model.history_[:, "valid_loss"]))
+    assert np.all(np.isfinite(model.predict(X)))
+
+
+def test_weighted_glm_is_sklearns_weighted_poisson_regression(glm_data):
+    X, y = glm_data.X, glm_data.y[:, 0]
+    weights = np.random.default_rng(0).uniform(0.0, 3.0, size=len(y))
+    reference = PoissonRegressor(alpha=1e-2, tol=1e-10, max_iter=10_000).fit(
+        X, y, sample_weight=weights
+    )
+    model = PoissonGLM(alpha=1e-2, tol=1e-10).fit(X, y, sample_weight=weights)
+    np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-6)
+    assert model.intercept_ == pytest.approx(reference.intercept_, abs=1e-6)
+
+
+def test_equal_weights_are_no_weights(glm_data):
+    X, y = glm_data.X, glm_data.y
+    plain = PoissonGLM(alpha=1e-2).fit(X, y)
+    equal = PoissonGLM(alpha=1e-2).fit(X, y, sample_weight=np.full(len(y), 3.0))
+    np.testing.assert_array_equal(equal.coef_, plain.coef_)
