@@ -39,7 +39,13 @@ from sklearn.utils.validation import (
 from .families import FAMILIES, ResponseDistribution, get_family
 from .links import LINKS, get_link
 from .nn import EncodingModule
-from .training import EncoderNet, NegativeLogLikelihood, TensorDataset, ValidationSplit
+from .training import (
+    EncoderNet,
+    NegativeLogLikelihood,
+    TensorDataset,
+    ValidationSplit,
+    available_device,
+)
 
 __all__ = ["BaseEncoder"]
 
@@ -65,10 +71,19 @@ def resolve_device(device: str) -> torch.device:
     Parameters
     ----------
     device : str
+        ``"cpu"``; ``"cuda"``, the current GPU; ``"cuda:N"``, GPU number N
+        (which must exist on this machine); or ``"auto"``, the current GPU if
+        CUDA is available, else the CPU.
 
     Returns
     -------
     device : torch.device
+
+    Raises
+    ------
+    ValueError
+        For an unknown device string, CUDA where it is not available, or a
+        GPU number this machine does not have.
 
     Examples
     --------
@@ -84,8 +99,15 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(
             f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
         ) from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+        n_gpus = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= n_gpus:
+            raise ValueError(
+                f"device={device!r} was requested but this machine has {n_gpus} GPU(s), "
+                f"numbered 0 to {n_gpus - 1}."
+            )
     return resolved
 
 
@@ -447,11 +469,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # a model fitted on a GPU and unpickled where there is none predicts
-        # on the CPU (skorch maps the module's tensors there itself)
+        # a model fitted on a GPU and unpickled where there is none (or not
+        # that GPU number) predicts on the CPU (or the current GPU); the net
+        # maps the module's tensors there itself
         device = getattr(self, "device_", None)
-        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
-            self.device_ = torch.device("cpu")
+        if device is not None:
+            self.device_ = available_device(device)
 
     @property
     def history_(self):

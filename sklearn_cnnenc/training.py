@@ -26,6 +26,7 @@ behaviour only through its documented extension points:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -34,12 +35,14 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from skorch.dataset import unpack_data
+from skorch.exceptions import DeviceWarning
 from torch import nn
 
 from .families import Family
 from .links import Link
 
 __all__ = [
+    "available_device",
     "TensorDataset",
     "TensorBatchIterator",
     "ValidationSplit",
@@ -51,6 +54,37 @@ __all__ = [
 
 # stands in the pickle for the ``module`` argument when it is ``module_`` itself
 _FITTED_MODULE = "<EncoderNet.module_>"
+
+
+def available_device(device: str | torch.device) -> torch.device:
+    """Where a model saved on ``device`` runs on this machine.
+
+    ``device`` itself if it exists here; the CPU where there is no CUDA; the
+    current GPU where CUDA exists but not the saved GPU number (a model
+    fitted on ``"cuda:7"`` of a large machine, loaded on a one-GPU one).
+
+    Parameters
+    ----------
+    device : str or torch.device
+
+    Returns
+    -------
+    device : torch.device
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.training import available_device
+    >>> available_device("cpu")
+    device(type='cpu')
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class LRScheduler(_SkorchLRScheduler):
@@ -510,6 +544,19 @@ class EncoderNet(NeuralNet):
         return state
 
     def __setstate__(self, state):
+        device = state.get("device")
+        if device is not None and torch.cuda.is_available():
+            # skorch maps a CUDA net to the CPU (with a warning) where there is
+            # no CUDA, but would fail on a GPU number this machine lacks
+            available = available_device(device)
+            if available != torch.device(device):
+                warnings.warn(
+                    f"The net was saved on {device}, which does not exist here; it is "
+                    f"loaded on {available} instead.",
+                    DeviceWarning,
+                    stacklevel=2,
+                )
+                state["device"] = available
         super().__setstate__(state)
         if isinstance(self.__dict__.get("module"), str) and self.module == _FITTED_MODULE:
             self.__dict__["module"] = self.module_

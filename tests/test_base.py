@@ -1,15 +1,20 @@
 """Behaviour every estimator inherits from BaseEncoder (weights, warm starts, devices, score)."""
 
+import pickle
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import PoissonRegressor
+from skorch.exceptions import DeviceWarning
 
 from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc._base import resolve_device
 from sklearn_cnnenc.datasets import make_glm_data, make_v1_population
 from sklearn_cnnenc.families import get_family
 from sklearn_cnnenc.links import get_link
-from sklearn_cnnenc.training import NegativeLogLikelihood
+from sklearn_cnnenc.training import NegativeLogLikelihood, available_device
 
 CNN_OPTIONS = dict(channels=4, kernel_size=[5, 3], device="cpu", random_state=0)
 
@@ -64,3 +69,34 @@ def test_equal_weights_are_no_weights(glm_data):
     plain = PoissonGLM(alpha=1e-2).fit(X, y)
     equal = PoissonGLM(alpha=1e-2).fit(X, y, sample_weight=np.full(len(y), 3.0))
     np.testing.assert_array_equal(equal.coef_, plain.coef_)
+
+
+# ------------------------------------------------------------------- devices
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_number_this_machine_lacks_is_a_clear_error():
+    missing = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"this machine has {missing} GPU"):
+        resolve_device(f"cuda:{missing}")
+    with pytest.raises(ValueError, match="GPU"):
+        PoissonGLM(device=f"cuda:{missing}").fit(np.zeros((5, 2)), np.ones(5))
+    assert available_device(f"cuda:{missing}") == torch.device(
+        "cuda", torch.cuda.current_device()
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_model_saved_on_any_gpu_predicts_on_the_cpu_without_cuda(glm_data):
+    assert available_device("cuda:3") == torch.device("cpu")
+    assert available_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    model = PoissonGLM(alpha=1e-2).fit(glm_data.X, glm_data.y)
+    expected = model.predict(glm_data.X)
+    # as if fitted on GPU 3 of another machine
+    model.device_, model.net_.device = torch.device("cuda", 3), "cuda:3"
+    with warnings.catch_warnings():
+        # skorch says it loads the net on the CPU instead
+        warnings.simplefilter("ignore", DeviceWarning)
+        restored = pickle.loads(pickle.dumps(model))
+    assert restored.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(restored.predict(glm_data.X), expected)
