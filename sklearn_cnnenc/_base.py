@@ -29,7 +29,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_array,
     check_consistent_length,
     check_is_fitted,
@@ -38,6 +37,7 @@ from sklearn.utils.validation import (
 
 from .families import FAMILIES, ResponseDistribution, get_family
 from .links import LINKS, get_link
+from .metrics import _check_sample_weight
 from .nn import EncodingModule
 from .training import (
     EncoderNet,
@@ -191,9 +191,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X = self._validate_X(X, reset=True)
         y = self._validate_y(y, n_samples=X.shape[0], family=family, dtype=X.dtype)
         y_2d = y.reshape(len(y), -1)
-        sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        if not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must have at least one positive value.")
+        sample_weight = _check_sample_weight(sample_weight, y_2d)
         offset = self._validate_offset(offset, y_2d.shape, X.dtype)
 
         warm = self.warm_start and hasattr(self, "net_")
@@ -433,7 +431,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         log_prob = distribution.log_prob(y)
         return log_prob if per_neuron else log_prob.sum(axis=1)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, offset=None):
         """Mean log-likelihood per sample and neuron, in nats (higher is better).
 
         Constants such as ``log y!`` are included, so scores of different
@@ -444,13 +442,22 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X : array-like
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
         sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the samples, with a positive sum; samples
+            of weight zero are left out.
+        offset : array-like, optional
+            Fixed term added to the linear predictor, as in ``fit``.
 
         Returns
         -------
         score : float
         """
-        log_prob = self.log_likelihood(X, y, per_neuron=True)
-        return float(np.average(log_prob.mean(axis=1), weights=sample_weight))
+        log_prob = self.log_likelihood(X, y, offset=offset, per_neuron=True).mean(axis=1)
+        sample_weight = _check_sample_weight(sample_weight, log_prob)
+        if sample_weight is None:
+            return float(np.mean(log_prob))
+        # left out, not multiplied by zero: a -inf there would make the score nan
+        keep = sample_weight > 0
+        return float(np.average(log_prob[keep], weights=sample_weight[keep]))
 
     def sample(self, X, random_state=None, offset=None) -> np.ndarray:
         """Draw responses from the fitted model.

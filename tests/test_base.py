@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from sklearn.linear_model import PoissonRegressor
 from skorch.exceptions import DeviceWarning
 
@@ -69,6 +70,43 @@ def test_equal_weights_are_no_weights(glm_data):
     plain = PoissonGLM(alpha=1e-2).fit(X, y)
     equal = PoissonGLM(alpha=1e-2).fit(X, y, sample_weight=np.full(len(y), 3.0))
     np.testing.assert_array_equal(equal.coef_, plain.coef_)
+
+
+# --------------------------------------------------------------------- score
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (lambda n: np.r_[-1.0, np.ones(n - 1)], "non-negative"),
+        (lambda n: np.r_[np.nan, np.ones(n - 1)], "NaN"),
+        (lambda n: np.ones(n - 1), "inconsistent numbers of samples"),
+        (lambda n: np.zeros(n), "positive sum"),
+        (lambda n: np.ones((n, 2)), "1-D"),
+    ],
+)
+def test_score_rejects_invalid_sample_weights(glm_data, weights, message):
+    model = PoissonGLM(alpha=1e-2).fit(glm_data.X, glm_data.y)
+    with pytest.raises(ValueError, match=message):
+        model.score(glm_data.X, glm_data.y, sample_weight=weights(len(glm_data.y)))
+
+
+def test_weighted_score_with_an_offset_is_the_log_likelihood_by_hand(glm_data):
+    X, y = glm_data.X, glm_data.y
+    rng = np.random.default_rng(0)
+    offset = rng.normal(0.0, 0.3, size=y.shape)
+    weights = rng.uniform(0.0, 2.0, size=len(y))
+    model = PoissonGLM(alpha=1e-2).fit(X, y, offset=offset)
+    mean = np.exp(X @ model.coef_.T + model.intercept_ + offset)
+    per_sample = stats.poisson.logpmf(y, mean).mean(axis=1)
+    assert model.score(X, y, offset=offset) == pytest.approx(per_sample.mean(), rel=1e-10)
+    assert model.score(X, y, sample_weight=weights, offset=offset) == pytest.approx(
+        np.average(per_sample, weights=weights), rel=1e-10
+    )
+    # zero weights leave samples out
+    weights[::2] = 0.0
+    assert model.score(X, y, sample_weight=weights, offset=offset) == pytest.approx(
+        model.score(X[1::2], y[1::2], sample_weight=weights[1::2], offset=offset[1::2]),
+        rel=1e-12,
+    )
 
 
 # ------------------------------------------------------------------- devices
