@@ -218,7 +218,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 predictor = self._build_predictor(X, y_2d, dtype)
                 module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
                 if warm:
-                    module.load_state_dict(self.net_.module_.state_dict())
+                    self._load_warm_start(module)
                 else:
                     self._initialize_module(module, family, link, y_2d, sample_weight)
                 params = self._net_params(X.shape[0])
@@ -292,6 +292,27 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 f"inputs {self._input_shape} and {self.n_outputs_} neuron(s), got "
                 f"{X.shape[1:]} and {y_2d.shape[1]}."
             )
+
+    def _load_warm_start(self, module) -> None:
+        """Start from the previous fit's parameters, which must fit the new module."""
+        previous = self.net_.module_.state_dict()
+        current = module.state_dict()
+
+        def shape(state, key) -> str:
+            return str(tuple(state[key].shape)) if key in state else "absent"
+
+        changed = sorted(
+            f"{key} {shape(previous, key)} -> {shape(current, key)}"
+            for key in previous.keys() | current.keys()
+            if shape(previous, key) != shape(current, key)
+        )
+        if changed:
+            raise ValueError(
+                "warm_start cannot continue the previous fit: the parameters changed since "
+                f"(family, fit_intercept or architecture): {'; '.join(changed[:5])}"
+                f"{' ...' if len(changed) > 5 else ''}. Refit with warm_start=False."
+            )
+        module.load_state_dict(previous)
 
     def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
         """Start each neuron at its mean rate (and its marginal dispersion)."""

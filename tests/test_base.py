@@ -10,7 +10,7 @@ from scipy import stats
 from sklearn.linear_model import PoissonRegressor
 from skorch.exceptions import DeviceWarning
 
-from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc import CNNEncoder, LNModel, PoissonGLM
 from sklearn_cnnenc._base import resolve_device
 from sklearn_cnnenc.datasets import make_glm_data, make_v1_population
 from sklearn_cnnenc.families import get_family
@@ -70,6 +70,24 @@ def test_equal_weights_are_no_weights(glm_data):
     plain = PoissonGLM(alpha=1e-2).fit(X, y)
     equal = PoissonGLM(alpha=1e-2).fit(X, y, sample_weight=np.full(len(y), 3.0))
     np.testing.assert_array_equal(equal.coef_, plain.coef_)
+
+
+# --------------------------------------------------------------- warm starts
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (PoissonGLM(warm_start=True), {"family": "negative_binomial"}),
+        (PoissonGLM(warm_start=True), {"fit_intercept": False}),
+        (LNModel(1, "softplus", n_init=1, warm_start=True, random_state=0), {"n_filters": 2}),
+    ],
+)
+def test_warm_start_after_a_change_of_parameters_is_a_clear_error(glm_data, estimator, change):
+    model = estimator.fit(glm_data.X, glm_data.y)
+    model.set_params(**change)
+    with pytest.raises(ValueError, match="warm_start cannot continue the previous fit"):
+        model.fit(glm_data.X, glm_data.y)
+    # without warm_start the new model fits
+    model.set_params(warm_start=False).fit(glm_data.X, glm_data.y)
 
 
 # --------------------------------------------------------------------- score
