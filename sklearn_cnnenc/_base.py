@@ -119,9 +119,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
     override ``_validate_X`` for inputs that are not flat feature matrices,
     ``_torch_dtype`` (default: follow the input precision), ``_n_restarts``
-    (default 1), ``_default_link`` (what ``link="auto"`` means; default the
-    family's canonical link) and ``_set_fitted_attributes`` to expose
-    readable parameters.
+    (trainings one after the other, default 1), ``_n_batched_restarts``
+    (copies of every neuron's problem solved together in one training,
+    default 1), ``_default_link`` (what ``link="auto"`` means; default the
+    family's canonical link), ``_initialize_module`` (the starting point;
+    default each neuron's mean rate and marginal dispersion) and
+    ``_set_fitted_attributes`` to expose readable parameters. During
+    ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
+    from the previous one (``warm_start``).
     """
 
     _parameter_constraints: dict = {
@@ -150,6 +155,15 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def _n_restarts(self) -> int:
         """Number of trainings from different random initialisations (best one kept)."""
+        return 1
+
+    def _n_batched_restarts(self) -> int:
+        """Copies of every neuron's problem in the predictor, trained together.
+
+        The predictor then has ``R * n_neurons`` columns (copy ``r`` of neuron
+        ``j`` in column ``r * n_neurons + j``, see ``EncodingModule``), and
+        the subclass reduces the module to one copy per neuron after training.
+        """
         return 1
 
     def _default_link(self, family) -> str:
@@ -197,15 +211,21 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
             self._check_warm_start_shapes(X, y_2d)
+        self._warm_fit = warm
 
         rng = check_random_state(self.random_state)
         n_restarts = 1 if warm else self._n_restarts()
+        n_batched = 1 if warm else self._n_batched_restarts()
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_restarts)]
         dtype = self._torch_dtype(X)
         fork_devices = []
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
             fork_devices = [index]
+        mean_response = np.average(y_2d, axis=0, weights=sample_weight)
+        start = None
+        if not warm:
+            start = self._starting_values(family, link, y_2d, sample_weight, mean_response)
         # the data become tensors on the device once, shared by all restarts
         inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
         with warnings.catch_warnings():
@@ -216,11 +236,13 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(seed)
                 predictor = self._build_predictor(X, y_2d, dtype)
-                module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
+                module = EncodingModule(
+                    predictor, link, y_2d.shape[1], family.trains_dispersion, n_batched
+                )
                 if warm:
                     self._load_warm_start(module)
                 else:
-                    self._initialize_module(module, family, link, y_2d, sample_weight)
+                    self._initialize_module(module, family, link, y_2d, sample_weight, start)
                 params = self._net_params(X.shape[0])
                 split = params.get("train_split")
                 if isinstance(split, ValidationSplit) and split.random_state is None:
@@ -254,7 +276,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         self.n_outputs_ = y_2d.shape[1]
         self._y_ndim = y.ndim
         self._input_shape = X.shape[1:]
-        self.mean_response_ = np.average(y_2d, axis=0, weights=sample_weight)
+        self.mean_response_ = mean_response
         self.dispersion_ = self._fitted_dispersion(y_2d, training_eta, sample_weight)
         self.n_iter_ = self._n_iter()
         self._set_fitted_attributes()
@@ -314,24 +336,46 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             )
         module.load_state_dict(previous)
 
-    def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
-        """Start each neuron at its mean rate (and its marginal dispersion)."""
-        mean = np.average(y_2d, axis=0, weights=sample_weight)
+    def _starting_values(self, family, link, y_2d, sample_weight, mean_response=None):
+        """Linear predictor of each neuron's mean response, and its raw marginal dispersion.
+
+        Returns ``(eta, raw_dispersion)`` as arrays of shape (n_neurons,);
+        ``raw_dispersion`` is None unless the family trains its dispersion.
+        """
+        mean = mean_response
+        if mean is None:
+            mean = np.average(y_2d, axis=0, weights=sample_weight)
         if link.positive:
             mean = np.maximum(mean, _MIN_INITIAL_MEAN)
         if link.name == "logit":
             mean = np.minimum(mean, 1.0 - _MIN_INITIAL_MEAN)
-        dtype = next(module.parameters()).dtype
-        if hasattr(module.predictor, "initialize_intercept"):
-            eta = torch.as_tensor(link.link(mean), dtype=dtype)
-            module.predictor.initialize_intercept(eta)
-        if module.raw_dispersion is not None:
+        raw = None
+        if family.trains_dispersion:
             dispersion = family.estimate_dispersion(
                 y_2d, np.broadcast_to(mean, y_2d.shape), sample_weight
             )
-            raw = torch.as_tensor(family.raw_from_dispersion(dispersion), dtype=dtype)
+            raw = family.raw_from_dispersion(dispersion)
+        return link.link(mean), raw
+
+    def _initialize_module(self, module, family, link, y_2d, sample_weight, start=None) -> None:
+        """Start each neuron at its mean rate (and its marginal dispersion).
+
+        ``start`` is what :meth:`_starting_values` returns, computed once per
+        fit for all restarts (computed here if None).
+        """
+        if start is None:
+            start = self._starting_values(family, link, y_2d, sample_weight)
+        eta, raw = start
+        dtype = next(module.parameters()).dtype
+        # every batched copy of a neuron starts where the neuron does
+        copies = module.n_restarts
+        if hasattr(module.predictor, "initialize_intercept"):
+            module.predictor.initialize_intercept(
+                torch.as_tensor(eta, dtype=dtype).repeat(copies)
+            )
+        if module.raw_dispersion is not None:
             with torch.no_grad():
-                module.raw_dispersion.copy_(raw)
+                module.raw_dispersion.copy_(torch.as_tensor(raw, dtype=dtype).repeat(copies))
 
     def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
         """Inputs as tensors on the device, converted once (no copy on CPU when possible)."""

@@ -14,7 +14,6 @@ from ._base import BaseEncoder
 from ._solvers import BatchedLBFGS
 from .nn import FilterBankPredictor
 from .nn.ln import NONLINEARITIES
-from .training import TensorBatchIterator
 
 __all__ = ["LNModel"]
 
@@ -255,14 +254,15 @@ class LNModel(BaseEncoder):
     def _is_convex(self) -> bool:
         return self.nonlinearity == "identity" and self.filter_rank is None
 
+    def _n_batched_restarts(self) -> int:
+        return 1 if self._is_convex() or self._warm_fit else self.n_init
+
     def _build_predictor(self, X, y, dtype):
         self._filter_shape = self._resolve_input_shape(X.shape[1])
-        warm = self.warm_start and hasattr(self, "net_")
         convex = self._is_convex()
-        self._restarts_in_batch = 1 if (convex or warm) else self.n_init
         return FilterBankPredictor(
             self._filter_shape,
-            y.shape[1] * self._restarts_in_batch,
+            y.shape[1] * self._n_batched_restarts(),
             n_filters=self.n_filters,
             nonlinearity=self.nonlinearity,
             filter_rank=self.filter_rank,
@@ -272,14 +272,6 @@ class LNModel(BaseEncoder):
             init="zeros" if convex else "random",
             dtype=dtype,
         )
-
-    def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
-        super()._initialize_module(module, family, link, y_2d, sample_weight)
-        if module.raw_dispersion is not None and self._restarts_in_batch > 1:
-            # every restart of a neuron gets its own copy of the trained
-            # dispersion, so all parameters have the problems as leading axis
-            raw = module.raw_dispersion.detach().repeat(self._restarts_in_batch)
-            module.raw_dispersion = torch.nn.Parameter(raw)
 
     def _net_params(self, n_samples: int) -> dict:
         params = {
@@ -291,16 +283,12 @@ class LNModel(BaseEncoder):
             "batch_size": -1,
             "train_split": None,
         }
-        warm = self.warm_start and hasattr(self, "net_")
-        if self._is_convex() or warm:
+        if self._is_convex() or self._warm_fit:
             return params
-        if self._restarts_in_batch > 1:
-            params["iterator_train"] = _RestartBatchIterator
-            params["iterator_train__n_restarts"] = self._restarts_in_batch
         # the spike-triggered average says nothing about a squaring unit (an
         # energy model's STA is zero); random starts only there
         from_sta = self.nonlinearity != "square"
-        params["callbacks"] = [("restarts", _Restarts(self._restarts_in_batch, from_sta))]
+        params["callbacks"] = [("restarts", _Restarts(from_sta))]
         return params
 
     def _set_fitted_attributes(self) -> None:
@@ -312,7 +300,7 @@ class LNModel(BaseEncoder):
 
         shape = self._filter_shape
         self.input_shape_ = shape
-        self.n_restarts_ = self._restarts_in_batch
+        self.n_restarts_ = self._n_batched_restarts()
         self.filters_ = numpy(predictor.full_filters()).reshape(n_neurons, k, *shape)
         self.weights_ = numpy(predictor.weights)
         self.filter_bias_ = (
@@ -343,25 +331,6 @@ class LNModel(BaseEncoder):
                     delattr(self, name)
 
 
-class _RestartBatchIterator(TensorBatchIterator):
-    """Batches whose responses are tiled once per random restart.
-
-    Restart ``r`` of neuron ``j`` is problem ``r * n_neurons + j`` of the
-    predictor, so the loss of every problem sees its neuron's responses. A
-    full batch is never shuffled (that would only copy the inputs).
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, n_restarts=1):
-        super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
-        if self.batch_size >= len(dataset):
-            self.shuffle = False
-        self.n_restarts = n_restarts
-
-    def __iter__(self):
-        for X, y in super().__iter__():
-            yield X, y.repeat(1, self.n_restarts)
-
-
 class _Restarts(Callback):
     """Data-driven first start, and per neuron the restart with the best objective.
 
@@ -378,8 +347,7 @@ class _Restarts(Callback):
     ``r * n_neurons + j``).
     """
 
-    def __init__(self, n_restarts: int, from_sta: bool) -> None:
-        self.n_restarts = n_restarts
+    def __init__(self, from_sta: bool) -> None:
         self.from_sta = from_sta
 
     @torch.no_grad()
@@ -401,19 +369,14 @@ class _Restarts(Callback):
         module = net.module_
         inputs, targets = X.X, X.y
         n_neurons = targets.shape[1]
-        eta = net.infer(inputs)
-        objective = net.get_loss_per_output(
-            eta, targets.repeat(1, self.n_restarts), X=inputs, training=True
-        )
-        objective = torch.nan_to_num(objective, nan=torch.inf).view(self.n_restarts, n_neurons)
+        objective = net.get_loss_per_output(net.infer(inputs), targets, X=inputs, training=True)
+        objective = torch.nan_to_num(objective, nan=torch.inf).view(-1, n_neurons)
         self.objectives_ = objective.T.cpu().double().numpy()
-        if self.n_restarts == 1:
+        if len(objective) == 1:
             return
         neurons = torch.arange(n_neurons, device=objective.device)
         keep = objective.argmin(dim=0) * n_neurons + neurons
-        module.predictor.keep(keep)
-        if module.raw_dispersion is not None:
-            module.raw_dispersion = torch.nn.Parameter(module.raw_dispersion.detach()[keep])
+        module.keep(keep)
         state = net.optimizer_.state
         kept_state = {
             key: state[key][keep.to(state[key].device)]

@@ -377,6 +377,11 @@ class NegativeLogLikelihood(nn.Module):
     (possible in a shuffled pass, or a validation part of zero weight)
     contributes zero instead of ``0 / 0``.
 
+    ``eta`` may have ``R`` times as many columns as ``y`` (random restarts
+    stacked as copies of the neurons, see
+    :class:`~sklearn_cnnenc.nn.EncodingModule`): column ``r * n_neurons + j``
+    is then scored against neuron ``j``'s responses, broadcast, not tiled.
+
     Parameters
     ----------
     family : Family
@@ -409,7 +414,23 @@ class NegativeLogLikelihood(nn.Module):
         dispersion = None
         if raw_dispersion is not None:
             dispersion = self.family.dispersion_from_raw(raw_dispersion)
+        n_samples, n_problems = eta.shape
+        n_neurons = y.shape[1]
+        if n_problems != n_neurons:
+            if n_problems % n_neurons:
+                raise ValueError(
+                    f"The linear predictor has {n_problems} columns, not a multiple of "
+                    f"the {n_neurons} response columns."
+                )
+            # (n, R, K) views broadcast against the responses of the K neurons
+            eta = eta.reshape(n_samples, -1, n_neurons)
+            y = y.unsqueeze(1)
+            if dispersion is not None:
+                dispersion = dispersion.reshape(-1, n_neurons)
+            if log_normalizer is not None:
+                log_normalizer = log_normalizer.unsqueeze(1)
         nll = self.family.training_loss(y, eta, self.link, dispersion, log_normalizer)
+        nll = nll.reshape(n_samples, n_problems)
         if sample_weight is None:
             return nll.mean(dim=0)
         return (sample_weight @ nll) / len(nll)
@@ -571,6 +592,16 @@ class EncoderNet(NeuralNet):
         inputs = {key: value for key, value in x.items() if key != "sample_weight"}
         return self.module_(**inputs, **fit_params)
 
+    def _nll_per_output(self, y_pred, y_true, X, log_normalizer=None) -> torch.Tensor:
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        return self.criterion_(
+            y_pred,
+            y_true,
+            self.module_.raw_dispersion,
+            sample_weight=sample_weight,
+            log_normalizer=log_normalizer,
+        )
+
     def get_loss_per_output(
         self, y_pred, y_true, X=None, training=False, log_normalizer=None
     ) -> torch.Tensor:
@@ -581,23 +612,15 @@ class EncoderNet(NeuralNet):
         ``log_normalizer`` is the family's ``y``-only term, computed once by
         a full-batch solver instead of at every evaluation.
         """
-        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        loss = self.criterion_(
-            y_pred,
-            y_true,
-            self.module_.raw_dispersion,
-            sample_weight=sample_weight,
-            log_normalizer=log_normalizer,
-        )
+        loss = self._nll_per_output(y_pred, y_true, X, log_normalizer)
         if training:
             loss = loss + self.module_.regularizer()
         return loss
 
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
-        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        loss = self.criterion_(
-            y_pred, y_true, self.module_.raw_dispersion, sample_weight=sample_weight
-        ).sum()
+        # summed separately: a scalar penalty (a CNN's) must not broadcast
+        # over the neurons
+        loss = self._nll_per_output(y_pred, y_true, X).sum()
         if training:
             loss = loss + self.module_.regularizer().sum()
         return loss

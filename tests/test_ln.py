@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.linalg import subspace_angles
+from scipy.special import gammaln
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -259,3 +260,31 @@ def test_sample_weights_equal_repeated_samples(ln_data):
     repeated = LNModel(1, "softplus", n_init=2, tol=1e-8, random_state=0)
     repeated.fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
     np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-5)
+
+
+def test_restarts_with_an_offset_reach_the_single_start_objective(ln_data):
+    X = ln_data.X[:3000]
+    y = np.column_stack([ln_data.y[:3000], ln_data.y[3000:6000]])
+    # a different exposure for each neuron: its copies in the batched
+    # restarts must all get that neuron's offset, not the other's
+    offset = np.column_stack([np.full(3000, np.log(0.5)), np.full(3000, np.log(2.0))])
+    offset = offset + np.random.default_rng(0).normal(0.0, 0.2, size=offset.shape)
+    single = LNModel(1, "softplus", n_init=1, tol=1e-7, random_state=0).fit(X, y, offset=offset)
+    model = LNModel(1, "softplus", n_init=3, tol=1e-7, random_state=0).fit(X, y, offset=offset)
+    assert model.restart_objectives_.shape == (2, 3)
+
+    def objective(fitted):
+        mean = fitted.predict(X, offset=offset)
+        nll = np.mean(mean - y * np.log(mean) + gammaln(y + 1.0), axis=0)
+        penalty = 0.5 * fitted.alpha * (
+            (fitted.filters_**2).reshape(2, -1).sum(axis=1)
+            + (fitted.weights_**2).sum(axis=1)
+            + (fitted.filter_bias_**2).sum(axis=1)
+        )
+        return nll + penalty
+
+    # the kept restart is trained and selected on the objective with the offset ...
+    np.testing.assert_allclose(objective(model), model.restart_objectives_.min(axis=1),
+                               atol=1e-9)
+    # ... and is at least as good as a single start
+    assert np.all(objective(model) <= objective(single) + 1e-7)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .linear import LinearPredictor
+
 __all__ = ["NONLINEARITIES", "FilterBankPredictor"]
 
 
@@ -219,16 +221,8 @@ class FilterBankPredictor(nn.Module):
                     ).sum(dim=1)
         return penalty
 
-    def initialize_intercept(self, eta: torch.Tensor) -> None:
-        """Set the bias to the link of each neuron's mean response.
-
-        ``eta`` may be shorter than ``n_outputs`` by an integer factor (random
-        restarts of the same neurons stacked as extra problems); it is tiled.
-        """
-        if self.bias is None:
-            return
-        with torch.no_grad():
-            self.bias.copy_(eta.to(self.bias.dtype).repeat(self.n_outputs // len(eta)))
+    # the intercept is a GLM's
+    initialize_intercept = LinearPredictor.initialize_intercept
 
     @torch.no_grad()
     def initialize_filters(self, direction: torch.Tensor) -> None:
