@@ -244,11 +244,7 @@ class LNModel(BaseEncoder):
                     f"input_shape {shape} holds {int(np.prod(shape))} values but X has "
                     f"{n_features} features; their product must equal n_features."
                 )
-        if self.filter_rank is not None and len(shape) < 2:
-            raise ValueError(
-                "filter_rank needs a two-dimensional input_shape=(n_lags, n_pixels); "
-                f"got input_shape={shape}."
-            )
+        # filter_rank against the shape is checked by FilterBankPredictor
         return shape
 
     def _is_convex(self) -> bool:

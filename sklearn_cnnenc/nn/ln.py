@@ -66,7 +66,14 @@ class FilterBankPredictor(nn.Module):
     n_outputs : int
         Number of independent problems (columns of the linear predictor).
     n_filters : int, default=1
+        Filters per problem, ``j = 1 .. n_filters`` above, each with its own
+        output weight (and filter bias for thresholding nonlinearities).
     nonlinearity : {"identity", "relu", "softplus", "square", "exp"}, default="softplus"
+        The pointwise ``f`` applied to every filter output
+        (:data:`NONLINEARITIES`). ``"identity"`` makes the predictor affine
+        (output weights fixed at 1); ``"square"`` with two filters is an
+        energy model; ``"relu"`` and ``"softplus"`` learn a threshold
+        ``c_kj`` per filter.
     filter_rank : int, optional
         Rank of space-time separable filters (needs ``len(input_shape) >= 2``).
     fit_intercept : bool, default=True
@@ -140,8 +147,8 @@ class FilterBankPredictor(nn.Module):
         else:
             if len(self.input_shape) < 2:
                 raise ValueError(
-                    "filter_rank needs an input_shape of (n_lags, n_pixels, ...); "
-                    f"got {self.input_shape}."
+                    "filter_rank needs a two-dimensional input_shape=(n_lags, n_pixels) "
+                    f"(or more axes); got input_shape={self.input_shape}."
                 )
             n_lags = self.input_shape[0]
             n_space = self.n_features // n_lags
