@@ -288,3 +288,24 @@ def test_restarts_with_an_offset_reach_the_single_start_objective(ln_data):
                                atol=1e-9)
     # ... and is at least as good as a single start
     assert np.all(objective(model) <= objective(single) + 1e-7)
+
+
+def test_separable_smoothness_penalty_is_that_of_the_full_filters():
+    torch.manual_seed(0)
+    # two spatial axes, one of them too short to have a second difference
+    shape = (6, 5, 2)
+    predictor = FilterBankPredictor(shape, n_outputs=3, n_filters=2, nonlinearity="square",
+                                    filter_rank=2, smoothness=0.3, dtype=torch.float64)
+    factored = predictor.regularizer()
+    full = predictor.full_filters().reshape(3, 2, *shape)
+    explicit = 0.5 * 0.3 * sum(
+        (torch.diff(full, n=2, dim=axis + 2) ** 2).reshape(3, -1).sum(dim=1)
+        for axis, size in enumerate(shape)
+        if size >= 3
+    )
+    torch.testing.assert_close(factored, explicit, rtol=1e-12, atol=1e-12)
+    factors = [predictor.temporal, predictor.spatial]
+    factored_grad = torch.autograd.grad(factored.sum(), factors)
+    explicit_grad = torch.autograd.grad(explicit.sum(), factors)
+    for got, expected in zip(factored_grad, explicit_grad, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

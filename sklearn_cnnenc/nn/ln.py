@@ -219,14 +219,48 @@ class FilterBankPredictor(nn.Module):
             # direction (a softplus driven into its linear regime)
             penalty = penalty + 0.5 * self.l2 * (self.filter_bias**2).sum(dim=1)
         if self.smoothness > 0:
-            shaped = self.full_filters().reshape(K, self.n_filters, *self.input_shape)
+            penalty = penalty + 0.5 * self.smoothness * self._roughness()
+        return penalty
+
+    def _roughness(self) -> torch.Tensor:
+        """Squared second differences of every filter along each axis of length >= 3.
+
+        Summed over the filters of each problem, shape (n_outputs,).
+        """
+        K, k = self.n_outputs, self.n_filters
+        total = torch.zeros(K, dtype=self.weights.dtype, device=self.weights.device)
+        if self.filter_rank is None:
+            shaped = self.filters.reshape(K, k, *self.input_shape)
             for axis, size in enumerate(self.input_shape):
                 if size >= 3:
                     curvature = torch.diff(shaped, n=2, dim=axis + 2)
-                    penalty = penalty + 0.5 * self.smoothness * (curvature**2).reshape(
-                        K, -1
-                    ).sum(dim=1)
-        return penalty
+                    total = total + (curvature**2).reshape(K, -1).sum(dim=1)
+            return total
+
+        # A separable filter h = sum_q t_q (outer) s_q has its second
+        # difference along time in the temporal factors and along a spatial
+        # axis in the spatial ones, so ||D h||^2 = sum_qq' (D t_q . D t_q')
+        # (s_q . s_q') (and likewise in space): small Gram matrices of the
+        # factors, without building the full filters forward() already built.
+        def gram(factors: torch.Tensor) -> torch.Tensor:
+            flat = factors.reshape(K, k, self.filter_rank, -1)
+            return flat @ flat.transpose(-1, -2)
+
+        def contract(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return (left * right).sum(dim=(1, 2, 3))
+
+        spatial = self.spatial.reshape(K, k, self.filter_rank, *self.input_shape[1:])
+        if self.input_shape[0] >= 3:
+            total = total + contract(
+                gram(torch.diff(self.temporal, n=2, dim=-1)), gram(self.spatial)
+            )
+        temporal_gram = gram(self.temporal)
+        for axis, size in enumerate(self.input_shape[1:]):
+            if size >= 3:
+                total = total + contract(
+                    temporal_gram, gram(torch.diff(spatial, n=2, dim=axis + 3))
+                )
+        return total
 
     # the intercept is a GLM's
     initialize_intercept = LinearPredictor.initialize_intercept
