@@ -71,8 +71,10 @@ class LNModel(BaseEncoder):
         Pointwise nonlinearity applied to every filter output. ``"relu"`` is
         not differentiable at its threshold, which slows L-BFGS down (often
         10x); ``"softplus"`` is its smooth counterpart.
-    link : {"exp", "softplus", "elu1", "identity", "logit", "auto"}, default="exp"
-        Inverse link (output nonlinearity); ``"auto"`` is the family's default.
+    link : {"auto", "exp", "softplus", "elu1", "identity", "logit"}, default="auto"
+        Inverse link (output nonlinearity); ``"auto"`` is the family's
+        canonical choice, as for :class:`PoissonGLM` (``"exp"`` for counts,
+        ``"identity"`` for the Gaussian, ``"logit"`` for binary responses).
     family : {"poisson", "gaussian", "bernoulli", "negative_binomial"}, default="poisson"
     input_shape : tuple of int, optional
         Shape of one input row, e.g. ``(n_lags, n_pixels)`` for the output of
@@ -185,7 +187,7 @@ class LNModel(BaseEncoder):
         n_filters: int = 1,
         nonlinearity: str = "softplus",
         *,
-        link: str = "exp",
+        link: str = "auto",
         family: str = "poisson",
         input_shape: tuple[int, ...] | None = None,
         filter_rank: int | None = None,

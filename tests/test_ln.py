@@ -309,3 +309,14 @@ def test_separable_smoothness_penalty_is_that_of_the_full_filters():
     explicit_grad = torch.autograd.grad(explicit.sum(), factors)
     for got, expected in zip(factored_grad, explicit_grad, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_default_link_is_the_familys_canonical_link(ln_data):
+    X = ln_data.X[:2000]
+    spikes = (ln_data.y[:2000] > 0).astype(float)
+    assert LNModel().link == "auto"
+    binary = LNModel(1, "softplus", family="bernoulli", n_init=1, random_state=0).fit(X, spikes)
+    assert binary.link_.name == "logit"
+    assert np.all((binary.predict(X) > 0) & (binary.predict(X) < 1))
+    counts = LNModel(1, "softplus", n_init=1, random_state=0).fit(X, ln_data.y[:2000])
+    assert counts.link_.name == "exp"
