@@ -34,10 +34,12 @@ class LNModel(BaseEncoder):
     .. math::
 
         \\frac{1}{\\sum_i s_i} \\sum_i s_i \\, \\mathrm{NLL}(y_i \\mid x_i)
-        + \\frac{\\alpha}{2} \\Big(\\sum_j \\|h_j\\|^2 + \\|w\\|^2\\Big)
+        + \\frac{\\alpha}{2} \\Big(\\sum_j \\|h_j\\|^2 + \\|w\\|^2 + \\|c\\|^2\\Big)
         + \\frac{\\lambda}{2} \\sum_j \\sum_{\\text{axes}} \\|D^2 h_j\\|^2
 
-    with ``alpha`` = :math:`\\alpha`, ``smoothness`` = :math:`\\lambda` and
+    with ``alpha`` = :math:`\\alpha` (no :math:`\\|w\\|^2` term for the identity
+    nonlinearity, no :math:`\\|c\\|^2` term without thresholds),
+    ``smoothness`` = :math:`\\lambda` and
     :math:`D^2` the second difference along each axis of ``input_shape``
     (of length at least 3): the smoothing prior of the Pillow lab tutorials.
 
@@ -85,7 +87,12 @@ class LNModel(BaseEncoder):
         Rank of space-time separable filters, at most ``min(n_lags,
         n_pixels)``; needs a two-dimensional ``input_shape``.
     alpha : float, default=1e-3
-        Ridge strength, on the scale of :class:`PoissonGLM`'s ``alpha``.
+        Ridge strength, on the scale of :class:`PoissonGLM`'s ``alpha``. It
+        penalises the filters (both factors with ``filter_rank``), the output
+        weights (unless fixed at 1 by the identity nonlinearity) and the
+        filter biases ``c_j`` of ``"relu"`` and ``"softplus"`` (without it a
+        threshold can drift away along a flat direction); the intercept
+        ``b`` is never penalised.
     smoothness : float, default=0.0
         Strength of the second-difference (Laplacian) smoothing penalty.
     fit_intercept : bool, default=True

@@ -320,3 +320,16 @@ def test_default_link_is_the_familys_canonical_link(ln_data):
     assert np.all((binary.predict(X) > 0) & (binary.predict(X) < 1))
     counts = LNModel(1, "softplus", n_init=1, random_state=0).fit(X, ln_data.y[:2000])
     assert counts.link_.name == "exp"
+
+
+def test_ridge_penalises_filters_output_weights_and_filter_biases():
+    predictor = FilterBankPredictor((4,), n_outputs=2, n_filters=2, nonlinearity="softplus",
+                                    l2=0.4, dtype=torch.float64)
+    with torch.no_grad():
+        predictor.filters.fill_(0.0)
+        predictor.weights.fill_(0.0)
+        predictor.filter_bias.copy_(torch.tensor([[1.0, 2.0], [0.0, 3.0]]))
+        predictor.bias.fill_(5.0)
+    # the intercept (5.0) is not penalised, the thresholds are
+    np.testing.assert_allclose(predictor.regularizer().detach().numpy(),
+                               [0.5 * 0.4 * 5.0, 0.5 * 0.4 * 9.0])
