@@ -29,7 +29,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_array,
     check_consistent_length,
     check_is_fitted,
@@ -38,8 +37,15 @@ from sklearn.utils.validation import (
 
 from .families import FAMILIES, ResponseDistribution, get_family
 from .links import LINKS, get_link
+from .metrics import _check_sample_weight
 from .nn import EncodingModule
-from .training import EncoderNet, NegativeLogLikelihood, TensorDataset, ValidationSplit
+from .training import (
+    EncoderNet,
+    NegativeLogLikelihood,
+    TensorDataset,
+    ValidationSplit,
+    available_device,
+)
 
 __all__ = ["BaseEncoder"]
 
@@ -65,10 +71,19 @@ def resolve_device(device: str) -> torch.device:
     Parameters
     ----------
     device : str
+        ``"cpu"``; ``"cuda"``, the current GPU; ``"cuda:N"``, GPU number N
+        (which must exist on this machine); or ``"auto"``, the current GPU if
+        CUDA is available, else the CPU.
 
     Returns
     -------
     device : torch.device
+
+    Raises
+    ------
+    ValueError
+        For an unknown device string, CUDA where it is not available, or a
+        GPU number this machine does not have.
 
     Examples
     --------
@@ -84,8 +99,15 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(
             f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
         ) from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+        n_gpus = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= n_gpus:
+            raise ValueError(
+                f"device={device!r} was requested but this machine has {n_gpus} GPU(s), "
+                f"numbered 0 to {n_gpus - 1}."
+            )
     return resolved
 
 
@@ -97,9 +119,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
     override ``_validate_X`` for inputs that are not flat feature matrices,
     ``_torch_dtype`` (default: follow the input precision), ``_n_restarts``
-    (default 1), ``_default_link`` (what ``link="auto"`` means; default the
-    family's canonical link) and ``_set_fitted_attributes`` to expose
-    readable parameters.
+    (trainings one after the other, default 1), ``_n_batched_restarts``
+    (copies of every neuron's problem solved together in one training,
+    default 1), ``_default_link`` (what ``link="auto"`` means; default the
+    family's canonical link), ``_initialize_module`` (the starting point;
+    default each neuron's mean rate and marginal dispersion) and
+    ``_set_fitted_attributes`` to expose readable parameters. During
+    ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
+    from the previous one (``warm_start``).
     """
 
     _parameter_constraints: dict = {
@@ -128,6 +155,15 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def _n_restarts(self) -> int:
         """Number of trainings from different random initialisations (best one kept)."""
+        return 1
+
+    def _n_batched_restarts(self) -> int:
+        """Copies of every neuron's problem in the predictor, trained together.
+
+        The predictor then has ``R * n_neurons`` columns (copy ``r`` of neuron
+        ``j`` in column ``r * n_neurons + j``, see ``EncodingModule``), and
+        the subclass reduces the module to one copy per neuron after training.
+        """
         return 1
 
     def _default_link(self, family) -> str:
@@ -169,23 +205,27 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X = self._validate_X(X, reset=True)
         y = self._validate_y(y, n_samples=X.shape[0], family=family, dtype=X.dtype)
         y_2d = y.reshape(len(y), -1)
-        sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        if not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must have at least one positive value.")
+        sample_weight = _check_sample_weight(sample_weight, y_2d)
         offset = self._validate_offset(offset, y_2d.shape, X.dtype)
 
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
             self._check_warm_start_shapes(X, y_2d)
+        self._warm_fit = warm
 
         rng = check_random_state(self.random_state)
         n_restarts = 1 if warm else self._n_restarts()
+        n_batched = 1 if warm else self._n_batched_restarts()
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_restarts)]
         dtype = self._torch_dtype(X)
         fork_devices = []
         if device.type == "cuda":
             index = device.index if device.index is not None else torch.cuda.current_device()
             fork_devices = [index]
+        mean_response = np.average(y_2d, axis=0, weights=sample_weight)
+        start = None
+        if not warm:
+            start = self._starting_values(family, link, y_2d, sample_weight, mean_response)
         # the data become tensors on the device once, shared by all restarts
         inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
         with warnings.catch_warnings():
@@ -196,11 +236,13 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(seed)
                 predictor = self._build_predictor(X, y_2d, dtype)
-                module = EncodingModule(predictor, link, y_2d.shape[1], family.trains_dispersion)
+                module = EncodingModule(
+                    predictor, link, y_2d.shape[1], family.trains_dispersion, n_batched
+                )
                 if warm:
-                    module.load_state_dict(self.net_.module_.state_dict())
+                    self._load_warm_start(module)
                 else:
-                    self._initialize_module(module, family, link, y_2d, sample_weight)
+                    self._initialize_module(module, family, link, y_2d, sample_weight, start)
                 params = self._net_params(X.shape[0])
                 split = params.get("train_split")
                 if isinstance(split, ValidationSplit) and split.random_state is None:
@@ -234,7 +276,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         self.n_outputs_ = y_2d.shape[1]
         self._y_ndim = y.ndim
         self._input_shape = X.shape[1:]
-        self.mean_response_ = np.average(y_2d, axis=0, weights=sample_weight)
+        self.mean_response_ = mean_response
         self.dispersion_ = self._fitted_dispersion(y_2d, training_eta, sample_weight)
         self.n_iter_ = self._n_iter()
         self._set_fitted_attributes()
@@ -273,24 +315,67 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 f"{X.shape[1:]} and {y_2d.shape[1]}."
             )
 
-    def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
-        """Start each neuron at its mean rate (and its marginal dispersion)."""
-        mean = np.average(y_2d, axis=0, weights=sample_weight)
+    def _load_warm_start(self, module) -> None:
+        """Start from the previous fit's parameters, which must fit the new module."""
+        previous = self.net_.module_.state_dict()
+        current = module.state_dict()
+
+        def shape(state, key) -> str:
+            return str(tuple(state[key].shape)) if key in state else "absent"
+
+        changed = sorted(
+            f"{key} {shape(previous, key)} -> {shape(current, key)}"
+            for key in previous.keys() | current.keys()
+            if shape(previous, key) != shape(current, key)
+        )
+        if changed:
+            raise ValueError(
+                "warm_start cannot continue the previous fit: the parameters changed since "
+                f"(family, fit_intercept or architecture): {'; '.join(changed[:5])}"
+                f"{' ...' if len(changed) > 5 else ''}. Refit with warm_start=False."
+            )
+        module.load_state_dict(previous)
+
+    def _starting_values(self, family, link, y_2d, sample_weight, mean_response=None):
+        """Linear predictor of each neuron's mean response, and its raw marginal dispersion.
+
+        Returns ``(eta, raw_dispersion)`` as arrays of shape (n_neurons,);
+        ``raw_dispersion`` is None unless the family trains its dispersion.
+        """
+        mean = mean_response
+        if mean is None:
+            mean = np.average(y_2d, axis=0, weights=sample_weight)
         if link.positive:
             mean = np.maximum(mean, _MIN_INITIAL_MEAN)
         if link.name == "logit":
             mean = np.minimum(mean, 1.0 - _MIN_INITIAL_MEAN)
-        dtype = next(module.parameters()).dtype
-        if hasattr(module.predictor, "initialize_intercept"):
-            eta = torch.as_tensor(link.link(mean), dtype=dtype)
-            module.predictor.initialize_intercept(eta)
-        if module.raw_dispersion is not None:
+        raw = None
+        if family.trains_dispersion:
             dispersion = family.estimate_dispersion(
                 y_2d, np.broadcast_to(mean, y_2d.shape), sample_weight
             )
-            raw = torch.as_tensor(family.raw_from_dispersion(dispersion), dtype=dtype)
+            raw = family.raw_from_dispersion(dispersion)
+        return link.link(mean), raw
+
+    def _initialize_module(self, module, family, link, y_2d, sample_weight, start=None) -> None:
+        """Start each neuron at its mean rate (and its marginal dispersion).
+
+        ``start`` is what :meth:`_starting_values` returns, computed once per
+        fit for all restarts (computed here if None).
+        """
+        if start is None:
+            start = self._starting_values(family, link, y_2d, sample_weight)
+        eta, raw = start
+        dtype = next(module.parameters()).dtype
+        # every batched copy of a neuron starts where the neuron does
+        copies = module.n_restarts
+        if hasattr(module.predictor, "initialize_intercept"):
+            module.predictor.initialize_intercept(
+                torch.as_tensor(eta, dtype=dtype).repeat(copies)
+            )
+        if module.raw_dispersion is not None:
             with torch.no_grad():
-                module.raw_dispersion.copy_(raw)
+                module.raw_dispersion.copy_(torch.as_tensor(raw, dtype=dtype).repeat(copies))
 
     def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
         """Inputs as tensors on the device, converted once (no copy on CPU when possible)."""
@@ -298,7 +383,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             # read-only inputs (memmaps) are shared, never written to
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
-        if sample_weight is not None and not np.all(sample_weight == 1.0):
+        if sample_weight is not None and not np.all(sample_weight == sample_weight[0]):
+            # mean 1, as NegativeLogLikelihood expects of the full data; equal
+            # weights are no weights (the full-batch path then has none)
+            sample_weight = sample_weight / np.mean(sample_weight)
             inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype, device=device)
         if offset is not None:
             inputs["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)
@@ -408,7 +496,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         log_prob = distribution.log_prob(y)
         return log_prob if per_neuron else log_prob.sum(axis=1)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, offset=None):
         """Mean log-likelihood per sample and neuron, in nats (higher is better).
 
         Constants such as ``log y!`` are included, so scores of different
@@ -419,13 +507,22 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X : array-like
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
         sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the samples, with a positive sum; samples
+            of weight zero are left out.
+        offset : array-like, optional
+            Fixed term added to the linear predictor, as in ``fit``.
 
         Returns
         -------
         score : float
         """
-        log_prob = self.log_likelihood(X, y, per_neuron=True)
-        return float(np.average(log_prob.mean(axis=1), weights=sample_weight))
+        log_prob = self.log_likelihood(X, y, offset=offset, per_neuron=True).mean(axis=1)
+        sample_weight = _check_sample_weight(sample_weight, log_prob)
+        if sample_weight is None:
+            return float(np.mean(log_prob))
+        # left out, not multiplied by zero: a -inf there would make the score nan
+        keep = sample_weight > 0
+        return float(np.average(log_prob[keep], weights=sample_weight[keep]))
 
     def sample(self, X, random_state=None, offset=None) -> np.ndarray:
         """Draw responses from the fitted model.
@@ -444,11 +541,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # a model fitted on a GPU and unpickled where there is none predicts
-        # on the CPU (skorch maps the module's tensors there itself)
+        # a model fitted on a GPU and unpickled where there is none (or not
+        # that GPU number) predicts on the CPU (or the current GPU); the net
+        # maps the module's tensors there itself
         device = getattr(self, "device_", None)
-        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
-            self.device_ = torch.device("cpu")
+        if device is not None:
+            self.device_ = available_device(device)
 
     @property
     def history_(self):

@@ -14,7 +14,6 @@ from ._base import BaseEncoder
 from ._solvers import BatchedLBFGS
 from .nn import FilterBankPredictor
 from .nn.ln import NONLINEARITIES
-from .training import TensorBatchIterator
 
 __all__ = ["LNModel"]
 
@@ -35,10 +34,12 @@ class LNModel(BaseEncoder):
     .. math::
 
         \\frac{1}{\\sum_i s_i} \\sum_i s_i \\, \\mathrm{NLL}(y_i \\mid x_i)
-        + \\frac{\\alpha}{2} \\Big(\\sum_j \\|h_j\\|^2 + \\|w\\|^2\\Big)
+        + \\frac{\\alpha}{2} \\Big(\\sum_j \\|h_j\\|^2 + \\|w\\|^2 + \\|c\\|^2\\Big)
         + \\frac{\\lambda}{2} \\sum_j \\sum_{\\text{axes}} \\|D^2 h_j\\|^2
 
-    with ``alpha`` = :math:`\\alpha`, ``smoothness`` = :math:`\\lambda` and
+    with ``alpha`` = :math:`\\alpha` (no :math:`\\|w\\|^2` term for the identity
+    nonlinearity, no :math:`\\|c\\|^2` term without thresholds),
+    ``smoothness`` = :math:`\\lambda` and
     :math:`D^2` the second difference along each axis of ``input_shape``
     (of length at least 3): the smoothing prior of the Pillow lab tutorials.
 
@@ -72,8 +73,10 @@ class LNModel(BaseEncoder):
         Pointwise nonlinearity applied to every filter output. ``"relu"`` is
         not differentiable at its threshold, which slows L-BFGS down (often
         10x); ``"softplus"`` is its smooth counterpart.
-    link : {"exp", "softplus", "elu1", "identity", "logit", "auto"}, default="exp"
-        Inverse link (output nonlinearity); ``"auto"`` is the family's default.
+    link : {"auto", "exp", "softplus", "elu1", "identity", "logit"}, default="auto"
+        Inverse link (output nonlinearity); ``"auto"`` is the family's
+        canonical choice, as for :class:`PoissonGLM` (``"exp"`` for counts,
+        ``"identity"`` for the Gaussian, ``"logit"`` for binary responses).
     family : {"poisson", "gaussian", "bernoulli", "negative_binomial"}, default="poisson"
     input_shape : tuple of int, optional
         Shape of one input row, e.g. ``(n_lags, n_pixels)`` for the output of
@@ -84,7 +87,12 @@ class LNModel(BaseEncoder):
         Rank of space-time separable filters, at most ``min(n_lags,
         n_pixels)``; needs a two-dimensional ``input_shape``.
     alpha : float, default=1e-3
-        Ridge strength, on the scale of :class:`PoissonGLM`'s ``alpha``.
+        Ridge strength, on the scale of :class:`PoissonGLM`'s ``alpha``. It
+        penalises the filters (both factors with ``filter_rank``), the output
+        weights (unless fixed at 1 by the identity nonlinearity) and the
+        filter biases ``c_j`` of ``"relu"`` and ``"softplus"`` (without it a
+        threshold can drift away along a flat direction); the intercept
+        ``b`` is never penalised.
     smoothness : float, default=0.0
         Strength of the second-difference (Laplacian) smoothing penalty.
     fit_intercept : bool, default=True
@@ -186,7 +194,7 @@ class LNModel(BaseEncoder):
         n_filters: int = 1,
         nonlinearity: str = "softplus",
         *,
-        link: str = "exp",
+        link: str = "auto",
         family: str = "poisson",
         input_shape: tuple[int, ...] | None = None,
         filter_rank: int | None = None,
@@ -245,24 +253,21 @@ class LNModel(BaseEncoder):
                     f"input_shape {shape} holds {int(np.prod(shape))} values but X has "
                     f"{n_features} features; their product must equal n_features."
                 )
-        if self.filter_rank is not None and len(shape) < 2:
-            raise ValueError(
-                "filter_rank needs a two-dimensional input_shape=(n_lags, n_pixels); "
-                f"got input_shape={shape}."
-            )
+        # filter_rank against the shape is checked by FilterBankPredictor
         return shape
 
     def _is_convex(self) -> bool:
         return self.nonlinearity == "identity" and self.filter_rank is None
 
+    def _n_batched_restarts(self) -> int:
+        return 1 if self._is_convex() or self._warm_fit else self.n_init
+
     def _build_predictor(self, X, y, dtype):
         self._filter_shape = self._resolve_input_shape(X.shape[1])
-        warm = self.warm_start and hasattr(self, "net_")
         convex = self._is_convex()
-        self._restarts_in_batch = 1 if (convex or warm) else self.n_init
         return FilterBankPredictor(
             self._filter_shape,
-            y.shape[1] * self._restarts_in_batch,
+            y.shape[1] * self._n_batched_restarts(),
             n_filters=self.n_filters,
             nonlinearity=self.nonlinearity,
             filter_rank=self.filter_rank,
@@ -272,14 +277,6 @@ class LNModel(BaseEncoder):
             init="zeros" if convex else "random",
             dtype=dtype,
         )
-
-    def _initialize_module(self, module, family, link, y_2d, sample_weight) -> None:
-        super()._initialize_module(module, family, link, y_2d, sample_weight)
-        if module.raw_dispersion is not None and self._restarts_in_batch > 1:
-            # every restart of a neuron gets its own copy of the trained
-            # dispersion, so all parameters have the problems as leading axis
-            raw = module.raw_dispersion.detach().repeat(self._restarts_in_batch)
-            module.raw_dispersion = torch.nn.Parameter(raw)
 
     def _net_params(self, n_samples: int) -> dict:
         params = {
@@ -291,16 +288,12 @@ class LNModel(BaseEncoder):
             "batch_size": -1,
             "train_split": None,
         }
-        warm = self.warm_start and hasattr(self, "net_")
-        if self._is_convex() or warm:
+        if self._is_convex() or self._warm_fit:
             return params
-        if self._restarts_in_batch > 1:
-            params["iterator_train"] = _RestartBatchIterator
-            params["iterator_train__n_restarts"] = self._restarts_in_batch
         # the spike-triggered average says nothing about a squaring unit (an
         # energy model's STA is zero); random starts only there
         from_sta = self.nonlinearity != "square"
-        params["callbacks"] = [("restarts", _Restarts(self._restarts_in_batch, from_sta))]
+        params["callbacks"] = [("restarts", _Restarts(from_sta))]
         return params
 
     def _set_fitted_attributes(self) -> None:
@@ -312,7 +305,7 @@ class LNModel(BaseEncoder):
 
         shape = self._filter_shape
         self.input_shape_ = shape
-        self.n_restarts_ = self._restarts_in_batch
+        self.n_restarts_ = self._n_batched_restarts()
         self.filters_ = numpy(predictor.full_filters()).reshape(n_neurons, k, *shape)
         self.weights_ = numpy(predictor.weights)
         self.filter_bias_ = (
@@ -343,25 +336,6 @@ class LNModel(BaseEncoder):
                     delattr(self, name)
 
 
-class _RestartBatchIterator(TensorBatchIterator):
-    """Batches whose responses are tiled once per random restart.
-
-    Restart ``r`` of neuron ``j`` is problem ``r * n_neurons + j`` of the
-    predictor, so the loss of every problem sees its neuron's responses. A
-    full batch is never shuffled (that would only copy the inputs).
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, n_restarts=1):
-        super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
-        if self.batch_size >= len(dataset):
-            self.shuffle = False
-        self.n_restarts = n_restarts
-
-    def __iter__(self):
-        for X, y in super().__iter__():
-            yield X, y.repeat(1, self.n_restarts)
-
-
 class _Restarts(Callback):
     """Data-driven first start, and per neuron the restart with the best objective.
 
@@ -378,8 +352,7 @@ class _Restarts(Callback):
     ``r * n_neurons + j``).
     """
 
-    def __init__(self, n_restarts: int, from_sta: bool) -> None:
-        self.n_restarts = n_restarts
+    def __init__(self, from_sta: bool) -> None:
         self.from_sta = from_sta
 
     @torch.no_grad()
@@ -401,19 +374,14 @@ class _Restarts(Callback):
         module = net.module_
         inputs, targets = X.X, X.y
         n_neurons = targets.shape[1]
-        eta = net.infer(inputs)
-        objective = net.get_loss_per_output(
-            eta, targets.repeat(1, self.n_restarts), X=inputs, training=True
-        )
-        objective = torch.nan_to_num(objective, nan=torch.inf).view(self.n_restarts, n_neurons)
+        objective = net.get_loss_per_output(net.infer(inputs), targets, X=inputs, training=True)
+        objective = torch.nan_to_num(objective, nan=torch.inf).view(-1, n_neurons)
         self.objectives_ = objective.T.cpu().double().numpy()
-        if self.n_restarts == 1:
+        if len(objective) == 1:
             return
         neurons = torch.arange(n_neurons, device=objective.device)
         keep = objective.argmin(dim=0) * n_neurons + neurons
-        module.predictor.keep(keep)
-        if module.raw_dispersion is not None:
-            module.raw_dispersion = torch.nn.Parameter(module.raw_dispersion.detach()[keep])
+        module.keep(keep)
         state = net.optimizer_.state
         kept_state = {
             key: state[key][keep.to(state[key].device)]

@@ -366,9 +366,16 @@ def log_likelihood(
     elementwise = family.log_prob(y_true, y_pred, dispersion)
     if aggregate == "none":
         return elementwise.reshape(y_shape)
+    return _aggregate_log_likelihood(elementwise, sample_weight, aggregate, multioutput)
+
+
+def _aggregate_log_likelihood(
+    elementwise: np.ndarray, sample_weight: np.ndarray | None, aggregate: str, multioutput: str
+) -> float | np.ndarray:
+    """Weighted mean or sum over samples of (n_samples, n_neurons) log-likelihoods."""
     values = _weighted_sum(elementwise, sample_weight)
     if aggregate == "mean":
-        total_weight = len(y_true) if sample_weight is None else np.sum(sample_weight)
+        total_weight = len(elementwise) if sample_weight is None else np.sum(sample_weight)
         values = values / total_weight
     return _average_outputs(values, multioutput, metric="log_likelihood", reason="not a number")
 
@@ -1002,10 +1009,35 @@ _SCORERS_WITH_NULL = ("bits_per_spike", "pseudo_r2", "pseudo_r2_deviance")
 _NULL_OPTIONS = ("scored", "train")
 
 
-def _final_estimator(estimator: Any) -> Any:
-    while isinstance(estimator, Pipeline):
-        estimator = estimator[-1]
-    return estimator
+def _final_estimator(estimator: Any, X: ArrayLike | None = None) -> tuple[Any, Any]:
+    """The fitted model that predicts, inside pipelines and search objects, and its input.
+
+    ``X`` is passed through the transformers of the pipelines on the way (if
+    it is given).
+    """
+    while True:
+        if isinstance(estimator, Pipeline):
+            if X is not None and len(estimator) > 1:
+                X = estimator[:-1].transform(X)
+            estimator = estimator[-1]
+        elif hasattr(estimator, "best_estimator_"):
+            # GridSearchCV and the like predict with their refitted best model
+            estimator = estimator.best_estimator_
+        else:
+            return estimator, X
+
+
+def _own_log_likelihood(estimator: Any, X: ArrayLike, y_true: ArrayLike) -> np.ndarray | None:
+    """Log-likelihood per sample and neuron under the fitted model's own distribution.
+
+    None unless the final model is one of the library's estimators (a
+    ``log_likelihood`` method and a fitted ``family_``).
+    """
+    final, _ = _final_estimator(estimator)
+    if not (hasattr(final, "family_") and callable(getattr(final, "log_likelihood", None))):
+        return None
+    final, X = _final_estimator(estimator, X)
+    return final.log_likelihood(X, y_true, per_neuron=True)
 
 
 class _EncodingScorer:
@@ -1027,7 +1059,20 @@ class _EncodingScorer:
     ) -> float:
         metric, fixed_kwargs = _SCORER_METRICS[self._name]
         kwargs = {**fixed_kwargs, **self._metric_kwargs}
-        final = _final_estimator(estimator)
+        if self._name == "log_likelihood" and not {"family", "dispersion"} & kwargs.keys():
+            # the model's own distribution, from its linear predictor: the
+            # same number as its score(), whatever its family and dispersion,
+            # and finite where a mean rounded to 0 or 1 would give -inf
+            elementwise = _own_log_likelihood(estimator, X, y_true)
+            if elementwise is not None:
+                sample_weight = _check_sample_weight(sample_weight, elementwise)
+                return float(
+                    _aggregate_log_likelihood(
+                        elementwise, sample_weight, kwargs.get("aggregate", "mean"),
+                        "uniform_average",
+                    )
+                )
+        final, _ = _final_estimator(estimator)
         if self._name in _SCORERS_WITH_FAMILY and "family" not in kwargs:
             if hasattr(final, "family_"):
                 kwargs["family"] = final.family_
@@ -1099,7 +1144,9 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
     and can be passed as ``scoring=`` to :class:`~sklearn.model_selection.GridSearchCV`,
     :func:`~sklearn.model_selection.cross_val_score` or
     :func:`~sklearn.model_selection.cross_validate`, alone or in a dict. It
-    scores ``estimator.predict(X)`` against ``y``; greater is better for all.
+    scores ``estimator.predict(X)`` against ``y`` (the log-likelihood of the
+    library's estimators: their own predicted distribution, see Notes);
+    greater is better for all.
 
     Parameters
     ----------
@@ -1130,13 +1177,20 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
     Notes
     -----
     The log-likelihood and pseudo-R² scorers take the observation family from
-    the fitted estimator: if its final step (after unwrapping a
-    :class:`~sklearn.pipeline.Pipeline`) has a ``family_`` attribute, as the
-    library's estimators do, its family and its ``dispersion_`` are used;
-    any other regressor, such as :class:`~sklearn.linear_model.PoissonRegressor`,
-    is scored with the poisson family. ``family=`` and ``dispersion=``
-    given here take precedence. Bits per spike is a Poisson quantity and is
-    always computed with the poisson family.
+    the fitted estimator, found by unwrapping :class:`~sklearn.pipeline.Pipeline`
+    final steps and the ``best_estimator_`` of search objects such as
+    :class:`~sklearn.model_selection.GridSearchCV`. The log-likelihood of one
+    of the library's estimators (a ``log_likelihood`` method and a fitted
+    ``family_``) is its own, ``log_likelihood(X, y)`` in its fitted family
+    and dispersion, computed from the linear predictor: the same number as
+    its ``score``. For the pseudo-R², and for the log-likelihood of other
+    models with a ``family_``, its family and ``dispersion_`` score the
+    predicted means; any other regressor, such as
+    :class:`~sklearn.linear_model.PoissonRegressor`, is scored with the
+    poisson family. ``family=`` and ``dispersion=`` given here take
+    precedence (the predicted means are then scored with them). Bits per
+    spike is a Poisson quantity and is always computed with the poisson
+    family.
 
     Examples
     --------

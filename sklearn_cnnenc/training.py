@@ -26,6 +26,7 @@ behaviour only through its documented extension points:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -34,12 +35,14 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from skorch.dataset import unpack_data
+from skorch.exceptions import DeviceWarning
 from torch import nn
 
 from .families import Family
 from .links import Link
 
 __all__ = [
+    "available_device",
     "TensorDataset",
     "TensorBatchIterator",
     "ValidationSplit",
@@ -51,6 +54,37 @@ __all__ = [
 
 # stands in the pickle for the ``module`` argument when it is ``module_`` itself
 _FITTED_MODULE = "<EncoderNet.module_>"
+
+
+def available_device(device: str | torch.device) -> torch.device:
+    """Where a model saved on ``device`` runs on this machine.
+
+    ``device`` itself if it exists here; the CPU where there is no CUDA; the
+    current GPU where CUDA exists but not the saved GPU number (a model
+    fitted on ``"cuda:7"`` of a large machine, loaded on a one-GPU one).
+
+    Parameters
+    ----------
+    device : str or torch.device
+
+    Returns
+    -------
+    device : torch.device
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.training import available_device
+    >>> available_device("cpu")
+    device(type='cpu')
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class LRScheduler(_SkorchLRScheduler):
@@ -148,6 +182,20 @@ class TensorDataset(torch.utils.data.Dataset):
             index = self.indices[index]
         return self.take_stored(index)
 
+    def weight_scale(self) -> torch.Tensor | None:
+        """Factor that scales this dataset's sample weights to mean 1 (None without weights).
+
+        One where all of its weights are zero (their losses are zero anyway).
+        """
+        weight = self._X.get("sample_weight")
+        if weight is None:
+            return None
+        if self.indices is not None:
+            weight = weight[self.indices]
+        total = weight.sum()
+        # no .item(): a device synchronisation per epoch is not worth it
+        return torch.where(total > 0, len(weight) / total, torch.ones_like(total))
+
     def take_stored(self, index: torch.Tensor | slice):
         """The samples at positions ``index`` of the stored tensors (``indices`` ignored)."""
         X = {key: value[index] for key, value in self._X.items()}
@@ -182,6 +230,14 @@ class TensorBatchIterator:
     generator : torch.Generator, optional
         Source of the permutations, for reproducible shuffling.
 
+    Notes
+    -----
+    Sample weights (the input ``"sample_weight"``) are scaled to mean 1 over
+    the dataset iterated (a training or validation part), which is what
+    :class:`NegativeLogLikelihood` expects: a batch's loss is then an
+    unbiased estimate of the part's weighted mean NLL, and the mean over a
+    pass is exactly that weighted mean.
+
     Examples
     --------
     >>> import torch
@@ -205,6 +261,7 @@ class TensorBatchIterator:
         self.batch_size = n_samples if batch_size == -1 else max(1, min(batch_size, n_samples))
         self.shuffle = shuffle
         self.generator = generator
+        self._weight_scale = dataset.weight_scale()
 
     def _bounds(self) -> list[int]:
         n_samples = len(self.dataset)
@@ -217,6 +274,13 @@ class TensorBatchIterator:
         return len(self._bounds()) - 1
 
     def __iter__(self) -> Iterator:
+        if self._weight_scale is None:
+            yield from self._batches()
+            return
+        for X, y in self._batches():
+            yield {**X, "sample_weight": X["sample_weight"] * self._weight_scale}, y
+
+    def _batches(self) -> Iterator:
         n_samples = len(self.dataset)
         bounds = self._bounds()
         if self.shuffle and len(bounds) > 2:
@@ -305,6 +369,19 @@ class NegativeLogLikelihood(nn.Module):
     Uses the family's ``training_loss`` (the NLL itself, except for the
     Gaussian, whose mean is fitted by least squares).
 
+    Sample weights must have mean 1 over the data the batch is drawn from
+    (:class:`TensorBatchIterator` scales them so); the loss of a batch is
+    ``sum_i w_i nll_i / batch_size``. Over the full data this is the
+    weighted mean ``sum_i w_i nll_i / sum_i w_i``; over a mini-batch it is
+    an unbiased estimate of it, and a batch whose weights are all zero
+    (possible in a shuffled pass, or a validation part of zero weight)
+    contributes zero instead of ``0 / 0``.
+
+    ``eta`` may have ``R`` times as many columns as ``y`` (random restarts
+    stacked as copies of the neurons, see
+    :class:`~sklearn_cnnenc.nn.EncodingModule`): column ``r * n_neurons + j``
+    is then scored against neuron ``j``'s responses, broadcast, not tiled.
+
     Parameters
     ----------
     family : Family
@@ -337,10 +414,26 @@ class NegativeLogLikelihood(nn.Module):
         dispersion = None
         if raw_dispersion is not None:
             dispersion = self.family.dispersion_from_raw(raw_dispersion)
+        n_samples, n_problems = eta.shape
+        n_neurons = y.shape[1]
+        if n_problems != n_neurons:
+            if n_problems % n_neurons:
+                raise ValueError(
+                    f"The linear predictor has {n_problems} columns, not a multiple of "
+                    f"the {n_neurons} response columns."
+                )
+            # (n, R, K) views broadcast against the responses of the K neurons
+            eta = eta.reshape(n_samples, -1, n_neurons)
+            y = y.unsqueeze(1)
+            if dispersion is not None:
+                dispersion = dispersion.reshape(-1, n_neurons)
+            if log_normalizer is not None:
+                log_normalizer = log_normalizer.unsqueeze(1)
         nll = self.family.training_loss(y, eta, self.link, dispersion, log_normalizer)
+        nll = nll.reshape(n_samples, n_problems)
         if sample_weight is None:
             return nll.mean(dim=0)
-        return (sample_weight @ nll) / sample_weight.sum()
+        return (sample_weight @ nll) / len(nll)
 
 
 class EncoderNet(NeuralNet):
@@ -472,6 +565,19 @@ class EncoderNet(NeuralNet):
         return state
 
     def __setstate__(self, state):
+        device = state.get("device")
+        if device is not None and torch.cuda.is_available():
+            # skorch maps a CUDA net to the CPU (with a warning) where there is
+            # no CUDA, but would fail on a GPU number this machine lacks
+            available = available_device(device)
+            if available != torch.device(device):
+                warnings.warn(
+                    f"The net was saved on {device}, which does not exist here; it is "
+                    f"loaded on {available} instead.",
+                    DeviceWarning,
+                    stacklevel=2,
+                )
+                state["device"] = available
         super().__setstate__(state)
         if isinstance(self.__dict__.get("module"), str) and self.module == _FITTED_MODULE:
             self.__dict__["module"] = self.module_
@@ -486,6 +592,16 @@ class EncoderNet(NeuralNet):
         inputs = {key: value for key, value in x.items() if key != "sample_weight"}
         return self.module_(**inputs, **fit_params)
 
+    def _nll_per_output(self, y_pred, y_true, X, log_normalizer=None) -> torch.Tensor:
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        return self.criterion_(
+            y_pred,
+            y_true,
+            self.module_.raw_dispersion,
+            sample_weight=sample_weight,
+            log_normalizer=log_normalizer,
+        )
+
     def get_loss_per_output(
         self, y_pred, y_true, X=None, training=False, log_normalizer=None
     ) -> torch.Tensor:
@@ -496,23 +612,15 @@ class EncoderNet(NeuralNet):
         ``log_normalizer`` is the family's ``y``-only term, computed once by
         a full-batch solver instead of at every evaluation.
         """
-        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        loss = self.criterion_(
-            y_pred,
-            y_true,
-            self.module_.raw_dispersion,
-            sample_weight=sample_weight,
-            log_normalizer=log_normalizer,
-        )
+        loss = self._nll_per_output(y_pred, y_true, X, log_normalizer)
         if training:
             loss = loss + self.module_.regularizer()
         return loss
 
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
-        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        loss = self.criterion_(
-            y_pred, y_true, self.module_.raw_dispersion, sample_weight=sample_weight
-        ).sum()
+        # summed separately: a scalar penalty (a CNN's) must not broadcast
+        # over the neurons
+        loss = self._nll_per_output(y_pred, y_true, X).sum()
         if training:
             loss = loss + self.module_.regularizer().sum()
         return loss

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from skorch.exceptions import DeviceWarning
 
 from sklearn_cnnenc import BayesianDecoder, LNModel, PoissonGLM
 from sklearn_cnnenc.datasets import make_glm_data
@@ -48,3 +49,15 @@ def test_decoder_and_reconstruction_with_a_cuda_encoder(data):
     x_hat, _ = reconstruct(encoder, data.y[0], prior="gaussian")
     assert x_hat.shape == (6,) and np.all(np.isfinite(x_hat))
     assert torch.cuda.is_available()
+
+
+def test_a_model_saved_on_a_missing_gpu_number_loads_on_the_current_gpu(data):
+    model = PoissonGLM(alpha=1e-3, device="cuda").fit(data.X, data.y)
+    expected = model.predict(data.X)
+    # as if fitted on a GPU number this machine does not have
+    missing = torch.cuda.device_count()
+    model.device_, model.net_.device = torch.device("cuda", missing), f"cuda:{missing}"
+    with pytest.warns(DeviceWarning, match="does not exist here"):
+        restored = pickle.loads(pickle.dumps(model))
+    assert restored.device_ == torch.device("cuda", torch.cuda.current_device())
+    np.testing.assert_allclose(restored.predict(data.X), expected, rtol=1e-12)

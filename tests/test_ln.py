@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.linalg import subspace_angles
+from scipy.special import gammaln
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -259,3 +260,76 @@ def test_sample_weights_equal_repeated_samples(ln_data):
     repeated = LNModel(1, "softplus", n_init=2, tol=1e-8, random_state=0)
     repeated.fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
     np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-5)
+
+
+def test_restarts_with_an_offset_reach_the_single_start_objective(ln_data):
+    X = ln_data.X[:3000]
+    y = np.column_stack([ln_data.y[:3000], ln_data.y[3000:6000]])
+    # a different exposure for each neuron: its copies in the batched
+    # restarts must all get that neuron's offset, not the other's
+    offset = np.column_stack([np.full(3000, np.log(0.5)), np.full(3000, np.log(2.0))])
+    offset = offset + np.random.default_rng(0).normal(0.0, 0.2, size=offset.shape)
+    single = LNModel(1, "softplus", n_init=1, tol=1e-7, random_state=0).fit(X, y, offset=offset)
+    model = LNModel(1, "softplus", n_init=3, tol=1e-7, random_state=0).fit(X, y, offset=offset)
+    assert model.restart_objectives_.shape == (2, 3)
+
+    def objective(fitted):
+        mean = fitted.predict(X, offset=offset)
+        nll = np.mean(mean - y * np.log(mean) + gammaln(y + 1.0), axis=0)
+        penalty = 0.5 * fitted.alpha * (
+            (fitted.filters_**2).reshape(2, -1).sum(axis=1)
+            + (fitted.weights_**2).sum(axis=1)
+            + (fitted.filter_bias_**2).sum(axis=1)
+        )
+        return nll + penalty
+
+    # the kept restart is trained and selected on the objective with the offset ...
+    np.testing.assert_allclose(objective(model), model.restart_objectives_.min(axis=1),
+                               atol=1e-9)
+    # ... and is at least as good as a single start
+    assert np.all(objective(model) <= objective(single) + 1e-7)
+
+
+def test_separable_smoothness_penalty_is_that_of_the_full_filters():
+    torch.manual_seed(0)
+    # two spatial axes, one of them too short to have a second difference
+    shape = (6, 5, 2)
+    predictor = FilterBankPredictor(shape, n_outputs=3, n_filters=2, nonlinearity="square",
+                                    filter_rank=2, smoothness=0.3, dtype=torch.float64)
+    factored = predictor.regularizer()
+    full = predictor.full_filters().reshape(3, 2, *shape)
+    explicit = 0.5 * 0.3 * sum(
+        (torch.diff(full, n=2, dim=axis + 2) ** 2).reshape(3, -1).sum(dim=1)
+        for axis, size in enumerate(shape)
+        if size >= 3
+    )
+    torch.testing.assert_close(factored, explicit, rtol=1e-12, atol=1e-12)
+    factors = [predictor.temporal, predictor.spatial]
+    factored_grad = torch.autograd.grad(factored.sum(), factors)
+    explicit_grad = torch.autograd.grad(explicit.sum(), factors)
+    for got, expected in zip(factored_grad, explicit_grad, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_default_link_is_the_familys_canonical_link(ln_data):
+    X = ln_data.X[:2000]
+    spikes = (ln_data.y[:2000] > 0).astype(float)
+    assert LNModel().link == "auto"
+    binary = LNModel(1, "softplus", family="bernoulli", n_init=1, random_state=0).fit(X, spikes)
+    assert binary.link_.name == "logit"
+    assert np.all((binary.predict(X) > 0) & (binary.predict(X) < 1))
+    counts = LNModel(1, "softplus", n_init=1, random_state=0).fit(X, ln_data.y[:2000])
+    assert counts.link_.name == "exp"
+
+
+def test_ridge_penalises_filters_output_weights_and_filter_biases():
+    predictor = FilterBankPredictor((4,), n_outputs=2, n_filters=2, nonlinearity="softplus",
+                                    l2=0.4, dtype=torch.float64)
+    with torch.no_grad():
+        predictor.filters.fill_(0.0)
+        predictor.weights.fill_(0.0)
+        predictor.filter_bias.copy_(torch.tensor([[1.0, 2.0], [0.0, 3.0]]))
+        predictor.bias.fill_(5.0)
+    # the intercept (5.0) is not penalised, the thresholds are
+    np.testing.assert_allclose(predictor.regularizer().detach().numpy(),
+                               [0.5 * 0.4 * 5.0, 0.5 * 0.4 * 9.0])

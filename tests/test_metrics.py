@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score, cross_
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_cnnenc import PoissonGLM
 from sklearn_cnnenc.families import get_family
 from sklearn_cnnenc.metrics import (
     SCORERS,
@@ -639,3 +640,59 @@ R = np.array([[1.0, 4.0, 2.0], [2.0, 5.0, 1.0]])
 def test_bad_input_raises_value_error_naming_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _fitted_in_a_search(family, X, y):
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), PoissonGLM(family=family)),
+        {"poissonglm__alpha": [1e-3, 1e-1]},
+        cv=KFold(2),
+    )
+    return search.fit(X, y)
+
+
+@pytest.mark.parametrize("family", ["negative_binomial", "gaussian"])
+def test_log_likelihood_scorer_scores_a_search_in_its_fitted_family(family):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    mean = np.exp(0.5 + X @ np.array([0.4, -0.3, 0.2]))
+    if family == "negative_binomial":
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + mean)).astype(float)
+    else:
+        y = mean + rng.normal(size=400)
+    search = _fitted_in_a_search(family, X, y)
+    model = search.best_estimator_[-1]
+    y_pred, dispersion = search.predict(X), model.dispersion_[0]
+    if family == "negative_binomial":
+        r = 1.0 / dispersion
+        expected = stats.nbinom.logpmf(y, r, r / (r + y_pred)).mean()
+    else:
+        expected = stats.norm.logpdf(y, y_pred, np.sqrt(dispersion)).mean()
+    assert_allclose(SCORERS["log_likelihood"](search, X, y), expected, rtol=1e-8)
+    assert_allclose(SCORERS["log_likelihood"](search, X, y), search.best_estimator_.score(X, y),
+                    rtol=1e-12)
+    weights = rng.uniform(0.0, 2.0, size=400)
+    assert_allclose(SCORERS["log_likelihood"](search, X, y, sample_weight=weights),
+                    search.best_estimator_.score(X, y, sample_weight=weights), rtol=1e-12)
+    per_sample = model.log_likelihood(search.best_estimator_[0].transform(X), y)
+    assert_allclose(
+        make_encoding_scorer("log_likelihood", aggregate="sum")(search, X, y, weights),
+        weights @ per_sample,
+        rtol=1e-12,
+    )
+
+
+def test_log_likelihood_scorer_is_finite_where_a_predicted_probability_rounds_to_one():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = (rng.uniform(size=300) < 1.0 / (1.0 + np.exp(-2.0 * X[:, 0]))).astype(float)
+    model = PoissonGLM(family="bernoulli").fit(X, y)
+    # a sample far out along the filter, yet silent: its predicted spike
+    # probability is 1.0 in floating point, its log-likelihood -eta
+    direction = np.ravel(model.coef_)
+    X_far = np.vstack([50.0 * direction / (direction @ direction), X])
+    y_far = np.r_[0.0, y]
+    assert model.predict(X_far)[0] == 1.0
+    score = SCORERS["log_likelihood"](model, X_far, y_far)
+    assert np.isfinite(score)
+    assert_allclose(score, model.score(X_far, y_far), rtol=1e-12)

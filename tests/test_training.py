@@ -8,7 +8,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from sklearn_cnnenc.families import get_family
 from sklearn_cnnenc.links import get_link
-from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
+from sklearn_cnnenc.nn import EncodingModule, FilterBankPredictor, LinearPredictor
 from sklearn_cnnenc.training import (
     EncoderNet,
     LRScheduler,
@@ -132,3 +132,36 @@ def test_lr_scheduler_pickles_without_its_optimizer(data):
     # training again rebuilds it
     net.partial_fit(data)
     assert dict(net.callbacks_)["lr_scheduler"].lr_scheduler_.optimizer is net.optimizer_
+
+
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
+def test_stacked_restarts_are_scored_against_their_own_neurons(family):
+    family, link = get_family(family), get_link("exp")
+    generator = torch.Generator().manual_seed(0)
+    eta = torch.randn(30, 3 * 2, generator=generator, dtype=torch.float64)
+    y = torch.poisson(torch.full((30, 2), 2.0, dtype=torch.float64), generator=generator)
+    raw = None if not family.trains_dispersion else torch.linspace(0.2, 1.0, 6).double()
+    weight = torch.rand(30, generator=generator, dtype=torch.float64)
+    weight = weight / weight.mean()
+    loss = NegativeLogLikelihood(family, link)
+    stacked = loss(eta, y, raw, sample_weight=weight)
+    tiled = loss(eta, y.repeat(1, 3), raw, sample_weight=weight)
+    torch.testing.assert_close(stacked, tiled, rtol=1e-12, atol=0.0)
+    with_normalizer = loss(eta, y, raw, sample_weight=weight,
+                           log_normalizer=family.log_normalizer(y))
+    torch.testing.assert_close(with_normalizer, tiled, rtol=1e-12, atol=0.0)
+
+
+def test_every_restart_copy_gets_its_neurons_offset():
+    predictor = FilterBankPredictor((2,), n_outputs=3 * 2, nonlinearity="identity",
+                                    init="zeros", dtype=torch.float64)
+    with torch.no_grad():
+        predictor.bias.copy_(torch.arange(6.0))
+    module = EncodingModule(predictor, get_link("exp"), n_outputs=2, n_restarts=3)
+    offset = torch.tensor([[10.0, 20.0], [30.0, 40.0]], dtype=torch.float64)
+    eta = module(torch.zeros(2, 2, dtype=torch.float64), offset)
+    # copy r of neuron j is column r * 2 + j
+    torch.testing.assert_close(eta, torch.arange(6.0).double() + offset.repeat(1, 3))
+    module.keep(torch.tensor([4, 1]))
+    eta = module(torch.zeros(2, 2, dtype=torch.float64), offset)
+    torch.testing.assert_close(eta, torch.tensor([4.0, 1.0]).double() + offset)

@@ -19,6 +19,12 @@ class EncodingModule(nn.Module):
     keep an unconstrained ``raw_dispersion`` here, one value per neuron; the
     family maps it to the positive dispersion.
 
+    With ``n_restarts=R > 1`` the predictor holds R independent copies of
+    every neuron's problem (random restarts solved as one batch): ``eta`` has
+    ``R * n_outputs`` columns, copy ``r`` of neuron ``j`` in column
+    ``r * n_outputs + j``, and neuron ``j``'s offset is added to each of its
+    copies (a view, no tiling); :meth:`keep` reduces it to one copy per neuron.
+
     Parameters
     ----------
     predictor : torch.nn.Module
@@ -30,6 +36,8 @@ class EncodingModule(nn.Module):
         Number of neurons.
     has_dispersion : bool, default=False
         Whether to hold a learnable per-neuron (raw) dispersion.
+    n_restarts : int, default=1
+        Copies of every neuron's problem in the predictor's columns.
 
     Examples
     --------
@@ -49,21 +57,42 @@ class EncodingModule(nn.Module):
         link: Link,
         n_outputs: int,
         has_dispersion: bool = False,
+        n_restarts: int = 1,
     ) -> None:
         super().__init__()
         self.predictor = predictor
         self.link = link
+        self.n_outputs = n_outputs
+        self.n_restarts = n_restarts
         if has_dispersion:
             dtype = next(predictor.parameters()).dtype
-            self.raw_dispersion = nn.Parameter(torch.zeros(n_outputs, dtype=dtype))
+            self.raw_dispersion = nn.Parameter(
+                torch.zeros(n_restarts * n_outputs, dtype=dtype)
+            )
         else:
             self.register_parameter("raw_dispersion", None)
 
     def forward(self, X: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         eta = self.predictor(X)
-        if offset is not None:
-            eta = eta + offset
-        return eta
+        if offset is None:
+            return eta
+        if self.n_restarts == 1:
+            return eta + offset
+        n_samples = len(eta)
+        stacked = eta.reshape(n_samples, self.n_restarts, -1) + offset.unsqueeze(1)
+        return stacked.reshape(n_samples, -1)
+
+    @torch.no_grad()
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep the problems at ``index``, one per neuron (e.g. the best restart of each)."""
+        if len(index) != self.n_outputs:
+            raise ValueError(
+                f"keep needs one problem per neuron ({self.n_outputs}); got {len(index)}."
+            )
+        self.predictor.keep(index)
+        if self.raw_dispersion is not None:
+            self.raw_dispersion = nn.Parameter(self.raw_dispersion.detach()[index].clone())
+        self.n_restarts = 1
 
     def predict_mean(self, X: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         """Expected response ``link.inverse(eta)``."""

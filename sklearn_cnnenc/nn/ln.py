@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .linear import LinearPredictor
+
 __all__ = ["NONLINEARITIES", "FilterBankPredictor"]
 
 
@@ -64,7 +66,14 @@ class FilterBankPredictor(nn.Module):
     n_outputs : int
         Number of independent problems (columns of the linear predictor).
     n_filters : int, default=1
+        Filters per problem, ``j = 1 .. n_filters`` above, each with its own
+        output weight (and filter bias for thresholding nonlinearities).
     nonlinearity : {"identity", "relu", "softplus", "square", "exp"}, default="softplus"
+        The pointwise ``f`` applied to every filter output
+        (:data:`NONLINEARITIES`). ``"identity"`` makes the predictor affine
+        (output weights fixed at 1); ``"square"`` with two filters is an
+        energy model; ``"relu"`` and ``"softplus"`` learn a threshold
+        ``c_kj`` per filter.
     filter_rank : int, optional
         Rank of space-time separable filters (needs ``len(input_shape) >= 2``).
     fit_intercept : bool, default=True
@@ -138,8 +147,8 @@ class FilterBankPredictor(nn.Module):
         else:
             if len(self.input_shape) < 2:
                 raise ValueError(
-                    "filter_rank needs an input_shape of (n_lags, n_pixels, ...); "
-                    f"got {self.input_shape}."
+                    "filter_rank needs a two-dimensional input_shape=(n_lags, n_pixels) "
+                    f"(or more axes); got input_shape={self.input_shape}."
                 )
             n_lags = self.input_shape[0]
             n_space = self.n_features // n_lags
@@ -210,25 +219,51 @@ class FilterBankPredictor(nn.Module):
             # direction (a softplus driven into its linear regime)
             penalty = penalty + 0.5 * self.l2 * (self.filter_bias**2).sum(dim=1)
         if self.smoothness > 0:
-            shaped = self.full_filters().reshape(K, self.n_filters, *self.input_shape)
+            penalty = penalty + 0.5 * self.smoothness * self._roughness()
+        return penalty
+
+    def _roughness(self) -> torch.Tensor:
+        """Squared second differences of every filter along each axis of length >= 3.
+
+        Summed over the filters of each problem, shape (n_outputs,).
+        """
+        K, k = self.n_outputs, self.n_filters
+        total = torch.zeros(K, dtype=self.weights.dtype, device=self.weights.device)
+        if self.filter_rank is None:
+            shaped = self.filters.reshape(K, k, *self.input_shape)
             for axis, size in enumerate(self.input_shape):
                 if size >= 3:
                     curvature = torch.diff(shaped, n=2, dim=axis + 2)
-                    penalty = penalty + 0.5 * self.smoothness * (curvature**2).reshape(
-                        K, -1
-                    ).sum(dim=1)
-        return penalty
+                    total = total + (curvature**2).reshape(K, -1).sum(dim=1)
+            return total
 
-    def initialize_intercept(self, eta: torch.Tensor) -> None:
-        """Set the bias to the link of each neuron's mean response.
+        # A separable filter h = sum_q t_q (outer) s_q has its second
+        # difference along time in the temporal factors and along a spatial
+        # axis in the spatial ones, so ||D h||^2 = sum_qq' (D t_q . D t_q')
+        # (s_q . s_q') (and likewise in space): small Gram matrices of the
+        # factors, without building the full filters forward() already built.
+        def gram(factors: torch.Tensor) -> torch.Tensor:
+            flat = factors.reshape(K, k, self.filter_rank, -1)
+            return flat @ flat.transpose(-1, -2)
 
-        ``eta`` may be shorter than ``n_outputs`` by an integer factor (random
-        restarts of the same neurons stacked as extra problems); it is tiled.
-        """
-        if self.bias is None:
-            return
-        with torch.no_grad():
-            self.bias.copy_(eta.to(self.bias.dtype).repeat(self.n_outputs // len(eta)))
+        def contract(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return (left * right).sum(dim=(1, 2, 3))
+
+        spatial = self.spatial.reshape(K, k, self.filter_rank, *self.input_shape[1:])
+        if self.input_shape[0] >= 3:
+            total = total + contract(
+                gram(torch.diff(self.temporal, n=2, dim=-1)), gram(self.spatial)
+            )
+        temporal_gram = gram(self.temporal)
+        for axis, size in enumerate(self.input_shape[1:]):
+            if size >= 3:
+                total = total + contract(
+                    temporal_gram, gram(torch.diff(spatial, n=2, dim=axis + 3))
+                )
+        return total
+
+    # the intercept is a GLM's
+    initialize_intercept = LinearPredictor.initialize_intercept
 
     @torch.no_grad()
     def initialize_filters(self, direction: torch.Tensor) -> None:
