@@ -182,9 +182,7 @@ def covariance_matrix(
 
 def std_errors(model, X, y, *, sample_weight=None, offset=None, robust: bool = False):
     """Standard errors, intercept first. See :meth:`PoissonGLM.std_errors`."""
-    cov = covariance_matrix(
-        model, X, y, sample_weight=sample_weight, offset=offset, robust=robust
-    )
+    cov = covariance_matrix(model, X, y, sample_weight=sample_weight, offset=offset, robust=robust)
     return np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
 
 
