@@ -65,7 +65,9 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         custom ``scoring`` or the negative-binomial family, whose dispersion is
         trained); the batched path runs in one process.
     family, link, fit_intercept, groups, penalty_weights, solver, max_iter, tol, device, verbose
-        As in :class:`PoissonGLM`.
+        As in :class:`PoissonGLM`. The batched path is solved on the CPU;
+        ``device`` applies to the final fit (and to the refits of a custom
+        ``scoring``).
 
     Attributes
     ----------
@@ -237,7 +239,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         return alpha_max if alpha_max > 0 else 1.0
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, groups=None):
         """Fit the path on every fold, choose the penalty, refit on all the data.
 
         Parameters
@@ -245,6 +247,11 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
         sample_weight : array-like of shape (n_samples,), optional
+        groups : array-like of shape (n_samples,), optional
+            Group labels of the samples (trials, sessions) for a group-aware
+            ``cv`` such as ``GroupKFold``, as in ``GridSearchCV.fit``. (The
+            group-lasso structure over *features* is the ``groups``
+            constructor parameter.)
 
         Returns
         -------
@@ -285,7 +292,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
             path = [alphas for _ in ratios]
         alphas_ = np.array(path)
         cv = check_cv(self.cv)
-        splits = list(cv.split(X, y))
+        splits = list(cv.split(X, y, groups))
 
         batched = self.scoring is None and not family.trains_dispersion
         if batched:
@@ -333,6 +340,12 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         self.n_outputs_ = n_neurons
         self.n_iter_ = self.estimator_.n_iter_
         return self
+
+    @property
+    def best_params_(self) -> dict:
+        """The selected ``{"alpha": alpha_, "l1_ratio": l1_ratio_}`` (as search objects report)."""
+        check_is_fitted(self)
+        return {"alpha": self.alpha_, "l1_ratio": self.l1_ratio_}
 
     def _load_per_neuron(self, X, y_2d, sample_weight, final, ratio_index, alpha_index):
         """Give ``estimator_`` each neuron's coefficients at its own penalty."""

@@ -118,3 +118,14 @@ def test_faster_than_grid_search():
     GridSearchCV(PoissonGLM(l1_ratio=1.0), {"alpha": model.alphas_}, cv=cv).fit(data.X, data.y)
     grid_time = time.process_time() - start
     assert grid_time > 3 * path_time
+
+
+def test_group_aware_cv_and_best_params(data):
+    from sklearn.model_selection import GroupKFold
+
+    trials = np.repeat(np.arange(6), len(data.X) // 6)
+    model = PoissonGLMCV(alphas=[0.1, 0.01], cv=GroupKFold(3)).fit(data.X, data.y, groups=trials)
+    assert model.score_path_.shape == (2, 3)
+    assert model.best_params_ == {"alpha": model.alpha_, "l1_ratio": 0.0}
+    with pytest.raises(ValueError, match="groups"):
+        PoissonGLMCV(alphas=[0.1], cv=GroupKFold(3)).fit(data.X, data.y)

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_consistent_length
 
+from ..glm_cv import PoissonGLMCV
 from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
 
 __all__ = ["compare_models", "ModelComparison"]
@@ -96,7 +97,7 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
     if name != ORACLE:
         # a search object's inner folds need the groups of the training fold
         fit_params = {}
-        if groups is not None and isinstance(estimator, BaseSearchCV):
+        if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
         model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
         params = getattr(model, "best_params_", None)
