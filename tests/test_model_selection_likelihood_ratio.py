@@ -81,3 +81,32 @@ def test_refusals():
     gaussian = PoissonGLM(alpha=0.0, family="gaussian").fit(X[:, :1], y)
     with pytest.raises(ValueError, match="one family"):
         likelihood_ratio_test(full, gaussian, X, X[:, :1], y)
+
+
+def test_compare_models_nested_option():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_cnnenc.model_selection import compare_models
+
+    X, y1 = _data(4)
+    _, y2 = _data(5)
+    Y = np.column_stack([y1, y2])
+    reduced = make_pipeline(
+        ColumnTransformer([("keep", "passthrough", [0, 1])]), PoissonGLM(alpha=0.0, tol=1e-10)
+    )
+    models = {"full": PoissonGLM(alpha=0.0, tol=1e-10), "reduced": reduced}
+    results = compare_models(models, X, Y, cv=KFold(2), verbose=False, nested=[("full", "reduced")])
+    test = results.likelihood_ratio_tests["full", "reduced"]
+    expected = likelihood_ratio_test(
+        PoissonGLM(alpha=0.0, tol=1e-10).fit(X, Y),
+        PoissonGLM(alpha=0.0, tol=1e-10).fit(X[:, :2], Y),
+        X,
+        X[:, :2],
+        Y,
+    )
+    assert test.df == 2
+    np.testing.assert_allclose(test.statistic, expected.statistic, rtol=1e-5)
+    with pytest.raises(ValueError, match="nested must hold"):
+        compare_models(models, X, Y, cv=KFold(2), verbose=False, nested=[("full", "other")])
