@@ -27,9 +27,10 @@ Conventions (those of statsmodels' ``GLM``):
 
 Under a ridge penalty (``l1_ratio=0``) the estimator is biased towards zero and
 the numbers describe the *penalised* estimator: ``H`` is the penalised Hessian
-``I + n alpha diag(penalty_weights)`` and the covariance is the sandwich
-``H^-1 I H^-1`` (``H^-1 B H^-1`` when robust), the sampling variability of the
-ridge solution around its own (shrunken) expectation. Confidence intervals and
+``I + (sum_i s_i) alpha diag(penalty_weights)`` (``n alpha`` without weights)
+and the covariance is the sandwich ``H^-1 I H^-1`` (``H^-1 B H^-1`` when
+robust), the sampling variability of the ridge solution around its own
+(shrunken) expectation. Confidence intervals and
 p-values from it are not calibrated for the true coefficients. Under an L1,
 elastic-net or group-lasso penalty the estimator has no smooth sampling
 distribution (coefficients are exactly zero with positive probability), so the
@@ -147,8 +148,9 @@ def _information(model, X, y, sample_weight, offset, robust):
             penalty = torch.as_tensor(np.asarray(weights, dtype=float))
         if fit_intercept:
             penalty = torch.cat([torch.zeros(1, dtype=torch.float64), penalty])
-        # the objective is a mean over samples (weights normalised to mean one)
-        hessian = info + X.shape[0] * l2 * torch.diag(penalty)
+        # the fit minimises sum_i s_i NLL_i / sum_i s_i + penalty: on the scale of
+        # the summed log-likelihood the penalty counts sum_i s_i times
+        hessian = info + float(s.sum()) * l2 * torch.diag(penalty)
     else:
         hessian = info
     meat = info

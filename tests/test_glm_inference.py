@@ -131,3 +131,16 @@ def test_bad_input():
     with pytest.raises(ValueError, match="singular"):
         Xd = np.column_stack([X, X[:, 0]])
         PoissonGLM(alpha=0.0).fit(Xd, y).std_errors(Xd, y)
+
+
+def test_ridge_sandwich_with_frequency_weights_equals_repeated_samples():
+    X, y = _data("poisson", seed=5)
+    weights = np.random.default_rng(6).integers(1, 3, size=N).astype(float)
+    repeat = np.repeat(np.arange(N), weights.astype(int))
+    weighted = PoissonGLM(alpha=0.05, tol=1e-10).fit(X, y, sample_weight=weights)
+    repeated = PoissonGLM(alpha=0.05, tol=1e-10).fit(X[repeat], y[repeat])
+    np.testing.assert_allclose(
+        weighted.std_errors(X, y, sample_weight=weights),
+        repeated.std_errors(X[repeat], y[repeat]),
+        rtol=1e-5,
+    )
