@@ -13,7 +13,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._solvers import BatchedFISTA, BatchedLBFGS
+from ._solvers import BatchedFISTA, BatchedLBFGS, batched_glm_newton
 from .families import get_family
 from .glm import PoissonGLM
 from .links import get_link
@@ -555,7 +555,7 @@ def _batched_path(
                 # canonical link, smooth penalty: the objective is convex in the
                 # coefficients and a batched Newton step converges in a few
                 # iterations from the warm start
-                _newton(
+                _newton_in_place(
                     Xt,
                     Y,
                     M,
@@ -597,15 +597,10 @@ def _batched_path(
     return scores, neuron_scores, (coef_path, intercept_path)
 
 
-def _newton(
+def _newton_in_place(
     Xt, Y, M, W, b, family, link, log_normalizer, l2, penalty, fit_intercept, max_iter, tol
 ):
-    """Batched damped Newton for smooth, convex (canonical-link) problems, in place.
-
-    Problem ``j`` minimises ``sum_i M_ij L(y_ij, eta_ij) + l2 / 2 * sum_f P_f w_jf^2``;
-    each problem stops once its largest absolute gradient entry is at most
-    ``tol`` (PoissonGLM's criterion), with an Armijo backtracking line search.
-    """
+    """Solve every (fold, neuron) problem by Newton; write the result into W and b."""
     n, p = Xt.shape
     dtype = Xt.dtype
     design = torch.cat([torch.ones(n, 1, dtype=dtype), Xt], dim=1) if fit_intercept else Xt
@@ -615,44 +610,10 @@ def _newton(
     with torch.no_grad():
         theta = torch.cat([b[:, None], W], dim=1) if fit_intercept else W.detach().clone()
 
-    def objective(theta, derivatives=False):
-        eta = (design @ theta.T).requires_grad_(derivatives)
-        with torch.enable_grad():
-            loss = family.training_loss(Y, eta, link, None, log_normalizer)
-            if not derivatives:
-                return (M * loss).sum(dim=0).detach() + 0.5 * l2 * (theta**2 @ pen)
-            (d1,) = torch.autograd.grad(loss.sum(), eta, create_graph=True)
-            (d2,) = torch.autograd.grad(d1.sum(), eta)
-        f = (M * loss.detach()).sum(dim=0) + 0.5 * l2 * (theta**2 @ pen)
-        return f, d1.detach(), d2
+    def loss(eta):
+        return family.training_loss(Y, eta, link, None, log_normalizer)
 
-    active = torch.ones(theta.shape[0], dtype=torch.bool)
-    eye = torch.eye(design.shape[1], dtype=dtype)
-    for _ in range(max_iter):
-        f, d1, d2 = objective(theta, derivatives=True)
-        grad = (M * d1).T @ design + l2 * pen * theta
-        active = grad.abs().amax(dim=1) > tol
-        if not bool(active.any()):
-            break
-        hessian = torch.einsum("ik,iq,ir->kqr", M * d2, design, design)
-        hessian = hessian + torch.diag_embed(l2 * pen).expand_as(hessian)
-        scale = hessian.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
-        step = torch.linalg.solve(hessian + 1e-12 * scale[:, None, None] * eye, grad)
-        step = torch.where(active[:, None], step, 0.0)
-        decrease = (grad * step).sum(dim=1)
-        t = torch.ones_like(f)
-        pending = active.clone()
-        for _ in range(30):
-            trial = theta - t[:, None] * step
-            f_trial = objective(trial)
-            ok = pending & torch.isfinite(f_trial) & (f_trial <= f - 1e-4 * t * decrease)
-            theta = torch.where(ok[:, None], trial, theta)
-            pending = pending & ~ok
-            if not bool(pending.any()):
-                break
-            t = torch.where(pending, 0.5 * t, t)
-        if bool(pending.all()):  # no progress possible at this precision
-            break
+    theta = batched_glm_newton(design, loss, M, theta, l2 * pen, max_iter=max_iter, tol=tol)
     with torch.no_grad():
         if fit_intercept:
             b.copy_(theta[:, 0])
