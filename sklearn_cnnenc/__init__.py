@@ -3,7 +3,9 @@
 Estimators predict a neuron's (or a population's) response from a stimulus
 and are fitted by maximum likelihood on PyTorch through skorch:
 
-* :class:`PoissonGLM`: generalised linear model (ridge / elastic net).
+* :class:`PoissonGLM`: generalised linear model (ridge / elastic net / group
+  lasso, with standard errors); :class:`PoissonGLMCV` picks its penalty by
+  cross-validation along a regularisation path.
 * :class:`LNModel`: linear-nonlinear cascade (filter banks, energy models,
   space-time separable filters).
 * :class:`CNNEncoder`: convolutional core + per-neuron readout (images or
@@ -29,8 +31,9 @@ reconstruction), ``io`` (data files, saved models), ``plotting``.
 from .cnn import CNNEncoder
 from .decoding import BayesianDecoder
 from .glm import PoissonGLM
+from .glm_cv import PoissonGLMCV
 from .ln import LNModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BayesianDecoder", "CNNEncoder", "LNModel", "PoissonGLM", "__version__"]
+__all__ = ["BayesianDecoder", "CNNEncoder", "LNModel", "PoissonGLM", "PoissonGLMCV", "__version__"]

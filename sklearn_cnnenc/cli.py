@@ -32,10 +32,11 @@ MODEL_NAMES = ("glm", "ln", "cnn")
 
 def _build_models(names, input_shape, device, quick, random_state=0,
                   glm_alphas=(0.3, 1.0, 3.0), input_type="auto", grouped=False) -> dict:
-    """Each named model wrapped in a small grid search (nested CV in compare_models)."""
+    """Each named model wrapped in a small search (nested CV in compare_models); the GLM
+    searches its alphas with PoissonGLMCV's batched path."""
     from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
-    from . import CNNEncoder, LNModel, PoissonGLM
+    from . import CNNEncoder, LNModel, PoissonGLMCV
 
     # with groups (trials, sessions) the inner folds keep each group together too
     inner = GroupKFold(2) if grouped else KFold(2)
@@ -43,9 +44,9 @@ def _build_models(names, input_shape, device, quick, random_state=0,
     # pixels are many and natural images heavy-tailed, so the GLM needs a strong
     # ridge, and softplus links keep held-out rates of the LN model finite.
     factories = {
-        "glm": lambda: GridSearchCV(
-            PoissonGLM(device=device), {"alpha": list(glm_alphas[-2:] if quick else glm_alphas)},
-            cv=inner),
+        # one batched, warm-started path over the alphas instead of a grid search
+        "glm": lambda: PoissonGLMCV(
+            alphas=list(glm_alphas[-2:] if quick else glm_alphas), cv=inner, device=device),
         "ln": lambda: GridSearchCV(
             LNModel(n_filters=2, link="softplus", alpha=0.1, n_init=2, max_iter=300,
                     device=device, random_state=random_state),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from . import _glm_inference
 from ._base import BaseEncoder
 from ._solvers import BatchedFISTA, BatchedLBFGS
 from .nn import LinearPredictor
@@ -34,6 +36,15 @@ class PoissonGLM(BaseEncoder):
     with ``l1_ratio > 0`` the one of glum's ``GeneralizedLinearRegressor``.
     The intercept is never penalised.
 
+    ``penalty_weights`` (glum's ``P1``/``P2``) scales both penalty terms per
+    feature: :math:`\\alpha \\rho \\sum_j p_j |w_{kj}| + \\frac{\\alpha (1 - \\rho)}{2}
+    \\sum_j p_j w_{kj}^2`, where :math:`p_j = 0` leaves feature ``j``
+    unpenalised. ``groups`` turns the L1 term into the group lasso
+    :math:`\\alpha \\rho \\sum_g p_g \\sqrt{|g|} \\, \\|w_{kg}\\|_2`
+    (Yuan & Lin 2006), which sets whole groups (all lags of one covariate, all
+    basis functions of one tuning curve) exactly to zero; it is minimised by
+    proximal gradient steps (block soft-thresholding, ``solver="fista"``).
+
     A population ``y`` of shape ``(n_samples, n_neurons)`` is fitted in one
     batched solve in which every neuron keeps its own quasi-Newton history,
     step sizes and convergence test: each neuron's coefficients are those a
@@ -53,11 +64,21 @@ class PoissonGLM(BaseEncoder):
         Inverse link; ``"auto"`` is the family's canonical choice (``"exp"``
         for counts, ``"identity"`` for the Gaussian, ``"logit"`` for binary).
     fit_intercept : bool, default=True
+    groups : array-like of shape (n_features,), default=None
+        Group label of every feature (ints or strings). With ``l1_ratio > 0``
+        the L1 part becomes the group-lasso penalty; a feature alone in its
+        group is an ordinary lasso coordinate. Needs ``solver="fista"`` (what
+        ``"auto"`` picks when ``groups`` is given).
+    penalty_weights : array-like of shape (n_features,), default=None
+        Non-negative per-feature factors of both penalty terms (0 leaves the
+        feature unpenalised). With ``groups`` they must be constant within
+        each group. ``None`` means all ones.
     solver : {"auto", "lbfgs", "owlqn", "fista"}, default="auto"
         ``"lbfgs"``: batched L-BFGS for smooth penalties (``l1_ratio=0``).
         ``"owlqn"``: orthant-wise L-BFGS, exact for L1 (Andrew & Gao 2007).
         ``"fista"``: accelerated proximal gradient (Beck & Teboulle 2009).
-        ``"auto"`` picks ``"lbfgs"`` without L1 and ``"owlqn"`` with it.
+        ``"auto"`` picks ``"lbfgs"`` without L1, ``"owlqn"`` with it and
+        ``"fista"`` for the group lasso.
     max_iter : int, default=1000
         Maximum number of solver iterations.
     tol : float, default=1e-4
@@ -124,6 +145,8 @@ class PoissonGLM(BaseEncoder):
         "alpha": [Interval(Real, 0.0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "fit_intercept": ["boolean"],
+        "groups": ["array-like", None],
+        "penalty_weights": ["array-like", None],
         "solver": [StrOptions({"auto", "lbfgs", "owlqn", "fista"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
@@ -137,6 +160,8 @@ class PoissonGLM(BaseEncoder):
         family: str = "poisson",
         link: str = "auto",
         fit_intercept: bool = True,
+        groups=None,
+        penalty_weights=None,
         solver: str = "auto",
         max_iter: int = 1000,
         tol: float = 1e-4,
@@ -150,6 +175,8 @@ class PoissonGLM(BaseEncoder):
         self.family = family
         self.link = link
         self.fit_intercept = fit_intercept
+        self.groups = groups
+        self.penalty_weights = penalty_weights
         self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
@@ -163,30 +190,79 @@ class PoissonGLM(BaseEncoder):
         # faster in torch (it is also what a TimeLagger emits, so no copy there)
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="F")
 
+    def _penalty_structure(self, n_features: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Validated ``penalty_weights`` (float) and ``groups`` (integer codes)."""
+        weights = None
+        if self.penalty_weights is not None:
+            weights = np.asarray(self.penalty_weights, dtype=float)
+            if weights.shape != (n_features,):
+                raise ValueError(
+                    f"penalty_weights must have shape ({n_features},), one factor per "
+                    f"feature; got shape {weights.shape}."
+                )
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("penalty_weights must be finite and non-negative.")
+        codes = None
+        if self.groups is not None:
+            labels = np.asarray(self.groups)
+            if labels.shape != (n_features,):
+                raise ValueError(
+                    f"groups must have shape ({n_features},), one label per feature; "
+                    f"got shape {labels.shape}."
+                )
+            _, codes = np.unique(labels, return_inverse=True)
+            if weights is not None:
+                first = np.zeros(codes.max() + 1)
+                first[codes] = weights
+                if np.any(first[codes] != weights):
+                    raise ValueError("penalty_weights must be constant within each group.")
+        return weights, codes
+
     def _build_predictor(self, X, y, dtype):
+        self._penalty_weights, self._group_codes = self._penalty_structure(X.shape[1])
         return LinearPredictor(
             X.shape[1],
             y.shape[1],
             fit_intercept=self.fit_intercept,
             l2=self.alpha * (1.0 - self.l1_ratio),
             dtype=dtype,
+            penalty_weights=(
+                None if self._penalty_weights is None else torch.as_tensor(self._penalty_weights)
+            ),
         )
 
-    def _net_params(self, n_samples: int) -> dict:
+    def _solver_name(self) -> str:
         l1 = self.alpha * self.l1_ratio
+        grouped = self.groups is not None and l1 > 0
         solver = self.solver
         if solver == "auto":
-            solver = "owlqn" if l1 > 0 else "lbfgs"
+            solver = "fista" if grouped else "owlqn" if l1 > 0 else "lbfgs"
         if solver == "lbfgs" and l1 > 0:
             raise ValueError(
                 "solver='lbfgs' cannot minimise an L1 penalty (alpha * l1_ratio > 0); "
                 "use solver='owlqn' or 'fista'."
             )
+        if grouped and solver != "fista":
+            raise ValueError(
+                f"solver={solver!r} cannot minimise the group-lasso penalty (groups with "
+                "alpha * l1_ratio > 0); use solver='fista' or 'auto'."
+            )
+        return solver
+
+    def _net_params(self, n_samples: int) -> dict:
+        l1 = self.alpha * self.l1_ratio
+        solver = self._solver_name()
+        group_options: dict = {"l1": l1}
+        weights = getattr(self, "_penalty_weights", None)
+        if weights is not None and l1 > 0:
+            group_options["l1"] = torch.as_tensor(l1 * weights)
+        if self.groups is not None and l1 > 0:
+            group_options["groups"] = torch.as_tensor(self._group_codes)
         return {
             "optimizer": BatchedFISTA if solver == "fista" else BatchedLBFGS,
             "optimizer__max_iter": self.max_iter,
             "optimizer__tol": self.tol,
-            "optimizer__param_groups": [("predictor.weight", {"l1": l1})],
+            "optimizer__param_groups": [("predictor.weight", group_options)],
             "lr": 1.0,
             "max_epochs": 1,
             "batch_size": -1,
@@ -204,3 +280,138 @@ class PoissonGLM(BaseEncoder):
             self.coef_, self.intercept_ = coef[0], float(intercept[0])
         else:
             self.coef_, self.intercept_ = coef, intercept
+
+    # ------------------------------------------------------------ inference
+    def covariance_matrix(
+        self, X, y, *, sample_weight=None, offset=None, robust: bool = False
+    ) -> np.ndarray:
+        """Asymptotic covariance matrix of the intercept and coefficients.
+
+        The inverse expected Fisher information at the fitted coefficients
+        (statsmodels' ``GLM`` convention), or with ``robust=True`` the HC0
+        sandwich ``H^-1 B H^-1`` (statsmodels' ``cov_type="HC0"``). Sample
+        weights are frequency weights; the Gaussian noise variance is the
+        Pearson estimate with a degrees-of-freedom correction.
+
+        Under a ridge penalty the numbers describe the penalised estimator
+        (the sandwich with the penalised Hessian, around its own shrunken
+        mean, so intervals are not calibrated for the true coefficients);
+        with an L1, elastic-net or group-lasso penalty a ``ValueError`` is
+        raised, as such estimators have no smooth sampling distribution.
+        See :mod:`sklearn_cnnenc._glm_inference` for the details.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The data the model was fitted on (or data from the same design).
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+        offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
+        robust : bool, default=False
+            Heteroscedasticity-consistent (HC0) sandwich covariance.
+
+        Returns
+        -------
+        cov : ndarray of shape (n_params, n_params) or (n_neurons, n_params, n_params)
+            ``n_params = n_features + 1`` with the intercept first
+            (``n_features`` without an intercept).
+
+        Examples
+        --------
+        >>> from sklearn_cnnenc import PoissonGLM
+        >>> from sklearn_cnnenc.datasets import make_glm_data
+        >>> data = make_glm_data(n_samples=500, n_features=2, n_neurons=1, random_state=0)
+        >>> y = data.y.ravel()
+        >>> PoissonGLM(alpha=0.0).fit(data.X, y).covariance_matrix(data.X, y).shape
+        (3, 3)
+        """
+        return _glm_inference.covariance_matrix(
+            self, X, y, sample_weight=sample_weight, offset=offset, robust=robust
+        )
+
+    def std_errors(
+        self, X, y, *, sample_weight=None, offset=None, robust: bool = False
+    ) -> np.ndarray:
+        """Standard errors of the intercept and coefficients (intercept first).
+
+        The square roots of the diagonal of :meth:`covariance_matrix`; see
+        there for the conventions and what they mean under a penalty.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+        offset : array-like, optional
+        robust : bool, default=False
+            HC0 sandwich standard errors.
+
+        Returns
+        -------
+        se : ndarray of shape (n_features + 1,) or (n_neurons, n_features + 1)
+
+        Examples
+        --------
+        >>> from sklearn_cnnenc import PoissonGLM
+        >>> from sklearn_cnnenc.datasets import make_glm_data
+        >>> data = make_glm_data(n_samples=500, n_features=2, n_neurons=3, random_state=0)
+        >>> PoissonGLM(alpha=0.0).fit(data.X, data.y).std_errors(data.X, data.y).shape
+        (3, 3)
+        """
+        return _glm_inference.std_errors(
+            self, X, y, sample_weight=sample_weight, offset=offset, robust=robust
+        )
+
+    def coef_table(
+        self,
+        X,
+        y,
+        *,
+        sample_weight=None,
+        offset=None,
+        robust: bool = False,
+        confidence_level: float = 0.95,
+    ):
+        """Coefficients with standard errors, Wald z statistics, p-values and intervals.
+
+        Needs pandas (``pip install sklearn-cnnenc[pandas]``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+        offset : array-like, optional
+        robust : bool, default=False
+            HC0 sandwich standard errors.
+        confidence_level : float, default=0.95
+            Coverage of the Wald intervals ``coef ± z * se``.
+
+        Returns
+        -------
+        table : pandas.DataFrame
+            Columns ``coef, se, z, p_value, ci_lower, ci_upper``; one row per
+            parameter (``intercept``, then ``feature_names_in_`` or ``x0``,
+            ``x1``, ...), under a ``neuron`` index level for a population.
+
+        Examples
+        --------
+        >>> from sklearn_cnnenc import PoissonGLM
+        >>> from sklearn_cnnenc.datasets import make_glm_data
+        >>> data = make_glm_data(n_samples=500, n_features=2, n_neurons=1, random_state=0)
+        >>> y = data.y.ravel()
+        >>> table = PoissonGLM(alpha=0.0).fit(data.X, y).coef_table(data.X, y)
+        >>> list(table.index)
+        ['intercept', 'x0', 'x1']
+        >>> list(table.columns)
+        ['coef', 'se', 'z', 'p_value', 'ci_lower', 'ci_upper']
+        """
+        return _glm_inference.coef_table(
+            self,
+            X,
+            y,
+            sample_weight=sample_weight,
+            offset=offset,
+            robust=robust,
+            confidence_level=confidence_level,
+        )

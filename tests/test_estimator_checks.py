@@ -7,7 +7,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_cnnenc import BayesianDecoder, CNNEncoder, LNModel, PoissonGLM
+from sklearn_cnnenc import BayesianDecoder, CNNEncoder, LNModel, PoissonGLM, PoissonGLMCV
 from sklearn_cnnenc.preprocessing import RaisedCosineBasis, TimeLagger
 
 COUNT_MULTIOUTPUT_REASON = (
@@ -132,6 +132,7 @@ ESTIMATORS = [
     PoissonGLM(family="gaussian", tol=1e-10),
     PoissonGLM(family="negative_binomial", tol=1e-10),
     PoissonGLM(family="bernoulli"),
+    PoissonGLMCV(n_alphas=3, cv=2),
     # decoders: one-hot candidates for arbitrary labels (a Poisson naive Bayes
     # through the GLM), a Gaussian encoder (responses may be negative), and a
     # candidate set of positions behind a spline basis

@@ -314,3 +314,26 @@ def test_invalid_parameters_raise(solver):
 
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         opt.step(closure)
+
+
+def test_batched_glm_newton_matches_sklearn_ridge_poisson():
+    from sklearn.linear_model import PoissonRegressor
+
+    from sklearn_cnnenc._solvers import batched_glm_newton
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    Y = rng.poisson(np.exp(0.2 + X @ rng.normal(scale=0.3, size=(3, 2)))).astype(float)
+    design = torch.as_tensor(np.column_stack([np.ones(300), X]))
+    Yt = torch.as_tensor(Y)
+    alpha = 0.1
+    ridge = torch.tensor([0.0, alpha, alpha, alpha], dtype=torch.float64)
+    theta = batched_glm_newton(
+        design, lambda eta: torch.exp(eta) - Yt * eta,
+        torch.full((300, 2), 1 / 300.0, dtype=torch.float64),
+        torch.zeros(2, 4, dtype=torch.float64), ridge, tol=1e-10,
+    )
+    for k in range(2):
+        reference = PoissonRegressor(alpha=alpha, tol=1e-12, max_iter=1000).fit(X, Y[:, k])
+        np.testing.assert_allclose(theta[k, 1:].numpy(), reference.coef_, rtol=1e-6)
+        np.testing.assert_allclose(theta[k, 0].item(), reference.intercept_, rtol=1e-6)

@@ -12,10 +12,12 @@ the lag window between training and test bins:
   predict the future.
 
 :func:`compare_models` runs the cross-validated, neuron-by-neuron comparison
-of several models (nested when a model is a search object).
+of several models (nested when a model is a search object), and
+:func:`likelihood_ratio_test` tests nested GLMs neuron by neuron.
 """
 
 from ._compare import ModelComparison, compare_models
+from ._likelihood_ratio import likelihood_ratio_test
 from ._split import BlockedKFold
 
-__all__ = ["BlockedKFold", "ModelComparison", "compare_models"]
+__all__ = ["BlockedKFold", "ModelComparison", "compare_models", "likelihood_ratio_test"]

@@ -22,7 +22,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_consistent_length
 
+from ..glm_cv import PoissonGLMCV
 from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
+from ._likelihood_ratio import likelihood_ratio_test
 
 __all__ = ["compare_models", "ModelComparison"]
 
@@ -96,7 +98,7 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
     if name != ORACLE:
         # a search object's inner folds need the groups of the training fold
         fit_params = {}
-        if groups is not None and isinstance(estimator, BaseSearchCV):
+        if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
         model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
         params = getattr(model, "best_params_", None)
@@ -170,6 +172,11 @@ class ModelComparison:
     estimators : dict of (str, int) to estimator
         The fitted model (a search's best estimator) per model and fold, when
         ``compare_models(..., return_estimators=True)``.
+    likelihood_ratio_tests : dict of (str, str) to Bunch
+        For every ``(full, reduced)`` pair of ``compare_models(..., nested=...)``:
+        the per-neuron likelihood-ratio test of the two models fitted on all
+        the data (``statistic``, ``df``, ``p_value``; see
+        :func:`likelihood_ratio_test`).
 
     Examples
     --------
@@ -193,6 +200,7 @@ class ModelComparison:
     best_params: list[dict] = field(default_factory=list)
     test_indices: list[np.ndarray] = field(default_factory=list)
     estimators: dict = field(default_factory=dict)
+    likelihood_ratio_tests: dict = field(default_factory=dict)
     # per-metric tables, built from the records on first use
     _per_neuron: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -403,6 +411,7 @@ def compare_models(
     scheduler=None,
     verbose: bool = True,
     return_estimators: bool = False,
+    nested: Sequence[tuple[str, str]] | None = None,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -452,6 +461,14 @@ def compare_models(
         Show a progress bar on stderr.
     return_estimators : bool, default=False
         Keep each fold's fitted model in ``results.estimators``.
+    nested : sequence of (str, str), optional
+        Pairs ``(full, reduced)`` of model names whose GLMs are nested (e.g.
+        two pipelines whose column selections are nested, each ending in an
+        unpenalised ``PoissonGLM``): both are also fitted on all the data and
+        compared by a per-neuron likelihood-ratio test
+        (``results.likelihood_ratio_tests``). The in-sample test complements
+        the held-out scores; a search object contributes its refitted best
+        estimator.
 
     Returns
     -------
@@ -488,6 +505,13 @@ def compare_models(
     if groups is not None:
         groups = np.asarray(groups)
         check_consistent_length(y, groups)
+    nested = [tuple(pair) for pair in (nested or [])]
+    for pair in nested:
+        if len(pair) != 2 or any(name not in models for name in pair):
+            raise ValueError(
+                f"nested must hold (full, reduced) pairs of model names among "
+                f"{list(models)}; got {pair!r}."
+            )
     if oracle_rates is not None:
         oracle_rates = np.asarray(oracle_rates, dtype=float)
         if oracle_rates.shape != y.shape:
@@ -532,5 +556,33 @@ def compare_models(
         if output["params"] is not None:
             comparison.best_params.append({"model": name, "fold": fold,
                                            "params": output["params"]})
+    for full_name, reduced_name in nested:
+        comparison.likelihood_ratio_tests[full_name, reduced_name] = _nested_test(
+            models[full_name], models[reduced_name], X, y, groups
+        )
     return comparison
+
+
+def _glm_and_design(estimator, X, y, groups):
+    """Fit on all the data; return the final GLM and the design it sees."""
+    fit_params = {}
+    if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
+        fit_params["groups"] = groups
+    model = _fitted_model(clone(estimator).fit(X, y, **fit_params))
+    if isinstance(model, PoissonGLMCV):
+        model = model.estimator_
+    final = _final_step(model)
+    design = model[:-1].transform(X) if isinstance(model, Pipeline) else X
+    if not hasattr(final, "log_likelihood"):
+        raise TypeError(
+            "A likelihood-ratio test needs models with a log-likelihood; got "
+            f"{type(final).__name__}."
+        )
+    return final, design
+
+
+def _nested_test(full, reduced, X, y, groups):
+    full_model, X_full = _glm_and_design(full, X, y, groups)
+    reduced_model, X_reduced = _glm_and_design(reduced, X, y, groups)
+    return likelihood_ratio_test(full_model, reduced_model, X_full, X_reduced, y)
 

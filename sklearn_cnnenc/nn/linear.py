@@ -24,6 +24,9 @@ class LinearPredictor(nn.Module):
         Whether to learn a per-neuron bias (never penalised).
     l2 : float, default=0.0
         Ridge strength: the penalty of neuron k is ``l2 / 2 * ||weight[k]||^2``.
+    penalty_weights : tensor of shape (n_features,), optional
+        Per-feature factors of the ridge penalty,
+        ``l2 / 2 * sum_j penalty_weights[j] * weight[k, j]^2`` (0: unpenalised).
     dtype : torch.dtype, default=torch.float32
 
     Examples
@@ -42,9 +45,18 @@ class LinearPredictor(nn.Module):
         fit_intercept: bool = True,
         l2: float = 0.0,
         dtype: torch.dtype = torch.float32,
+        penalty_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.l2 = l2
+        if penalty_weights is None:
+            self.penalty_weights = None
+        else:
+            self.register_buffer(
+                "penalty_weights",
+                torch.as_tensor(penalty_weights, dtype=dtype).clone(),
+                persistent=False,  # a setting, not a fitted state: warm starts keep it
+            )
         self.weight = nn.Parameter(torch.zeros(n_outputs, n_features, dtype=dtype))
         if fit_intercept:
             self.bias = nn.Parameter(torch.zeros(n_outputs, dtype=dtype))
@@ -58,7 +70,9 @@ class LinearPredictor(nn.Module):
 
     def regularizer(self) -> torch.Tensor:
         """Per-neuron ridge penalty, shape (n_outputs,)."""
-        return 0.5 * self.l2 * (self.weight**2).sum(dim=1)
+        if self.penalty_weights is None:
+            return 0.5 * self.l2 * (self.weight**2).sum(dim=1)
+        return 0.5 * self.l2 * (self.weight**2 @ self.penalty_weights)
 
     def initialize_intercept(self, eta: torch.Tensor) -> None:
         """Set the bias to the linear predictor of each neuron's mean response."""
