@@ -12,6 +12,7 @@ from skorch.callbacks import EarlyStopping
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._base import BaseEncoder
+from .data import LazyArray, check_finite_by_chunks, is_lazy, open_array
 from .nn import (
     ACTIVATIONS,
     READOUTS,
@@ -401,12 +402,30 @@ class CNNEncoder(BaseEncoder):
             "Pass X of shape (n, C, T), or a flat X with input_shape=(C, T)."
         )
 
+    def _validate_lazy_X(self, X, *, reset: bool) -> LazyArray:
+        """An array on disk as a float32 :class:`LazyArray`, checked chunk by chunk."""
+        X = open_array(X, dtype=np.float32)
+        if X.ndim < 2 or len(X) < 1:
+            raise ValueError(
+                f"X must hold at least one sample and be at least 2-D; got shape {X.shape}."
+            )
+        n_values = int(np.prod(X.shape[1:]))
+        # feature count and names only: the values are checked by chunks
+        validate_data(self, np.empty((1, n_values), np.float32), reset=reset,
+                      skip_check_array=True)
+        check_finite_by_chunks(X)
+        return X
+
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         try:
             n_dims = np.ndim(X)
         except Exception:  # sparse matrices and other exotic inputs
             n_dims = 2
-        if n_dims > 2:
+        if is_lazy(X):
+            # stimuli on disk (memmap, HDF5, zarr) are streamed, never loaded
+            X = self._validate_lazy_X(X, reset=reset)
+            flat = X.ndim == 2
+        elif n_dims > 2:
             X = check_array(X, allow_nd=True, dtype=np.float32, input_name="X")
             # n_features_in_ counts the values of one sample, so that a flat
             # view of the same data is accepted as well

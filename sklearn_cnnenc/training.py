@@ -585,6 +585,10 @@ class EncoderNet(NeuralNet):
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorDataset):
             return X
+        from .data import make_dataset  # streams inputs held on disk
+
+        if isinstance(X, Mapping):
+            return make_dataset(X, y, self.device, next(self.module_.parameters()).dtype)
         return TensorDataset(X, y)
 
     def infer(self, x, **fit_params):
