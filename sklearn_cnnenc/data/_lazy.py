@@ -300,8 +300,9 @@ class LazyArray:
         rows = rows.reshape(len(positions), *self.sample_shape)
         return rows.astype(self.dtype, copy=False)
 
-    def chunk_rows(self, max_bytes: int = _CHUNK_BYTES) -> int:
-        """Rows per chunk so that one chunk holds about ``max_bytes``."""
+    def chunk_rows(self, max_bytes: int | None = None) -> int:
+        """Rows per chunk so that one chunk holds about ``max_bytes`` (32 MB) as float64."""
+        max_bytes = _CHUNK_BYTES if max_bytes is None else max_bytes
         row_bytes = max(1, int(np.prod(self.sample_shape, dtype=np.int64)) * 8)
         return max(1, max_bytes // row_bytes)
 
