@@ -92,3 +92,25 @@ def test_movie_core_beats_last_frame_cnn_on_direction_selective_cells():
     assert (video_score - null) / (oracle - null) > 0.6
     assert (image_score - null) / (oracle - null) < 0.5
     assert video_score > image_score + 0.1
+
+
+def test_cli_fits_a_movie_model_from_hdf5(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from sklearn_cnnenc.cli import main
+    from sklearn_cnnenc.io import load_hdf5, load_model
+
+    data = make_direction_selective_cells(n_samples=60, n_cells=2, image_size=8, random_state=0)
+    path = tmp_path / "movies.h5"
+    with h5py.File(path, "w") as f:
+        f["X"], f["y"] = data.X, data.y
+    loaded = load_hdf5(path)
+    assert type(loaded.X).__name__ == "LazyArray" and loaded.groups is None
+    out = tmp_path / "model.joblib"
+    status = main([
+        "fit", "--data", str(path), "--model", "cnn", "--input-type", "video",
+        "--param", "max_epochs=1", "--param", "channels=2", "--param", "kernel_size=3",
+        "--param", "temporal_kernel_size=2", "--param", "device='cpu'", "--out", str(out),
+    ])
+    assert status == 0
+    model = load_model(out)
+    assert model.input_type_ == "video" and model.predict(loaded.X).shape == (60, 2)

@@ -208,7 +208,11 @@ class LazyArray:
             shape = tuple(shape[0])
         if shape[0] not in (-1, len(self)):
             raise ValueError("A LazyArray reshapes its samples only, not the sample axis.")
-        return self.reshape_samples(shape[1:])
+        sample = [int(s) for s in shape[1:]]
+        if sample.count(-1) == 1:
+            known = int(np.prod([s for s in sample if s != -1]))
+            sample[sample.index(-1)] = int(np.prod(self.sample_shape)) // max(known, 1)
+        return self.reshape_samples(tuple(sample))
 
     def __getitem__(self, key):
         rest = ()
