@@ -143,7 +143,8 @@ def video_timings(args) -> list[dict]:
         y = rng.poisson(1.0, (args.video_samples, 4)).astype(float)
         model = CNNEncoder(
             input_type="video", channels=args.channels, kernel_size=(9, 5),
-            temporal_kernel_size=[n_frames // 2, n_frames - n_frames // 2 + 1], max_epochs=2, early_stopping=False,
+            temporal_kernel_size=[n_frames // 2, n_frames - n_frames // 2 + 1],
+            max_epochs=2, early_stopping=False,
             batch_size=args.batch_size, device=args.device, random_state=0,
         ).fit(X, y)
         rows.append({
