@@ -73,16 +73,21 @@ def test_simulator_is_direction_selective():
         assert data.mean[near, k].mean() > 3 * data.mean[opposite, k].mean()
 
 
-def test_movie_core_beats_last_frame_cnn_on_direction_selective_cells():
+COMMON = dict(n_layers=1, channels=8, kernel_size=7, max_epochs=15, lr=1e-2, device="cpu",
+              random_state=0)
+
+
+@pytest.fixture(scope="module")
+def ds_fit():
     data = make_direction_selective_cells(n_samples=800, random_state=0)
+    video = CNNEncoder(input_type="video", temporal_kernel_size=4, **COMMON)
+    return data, video.fit(data.X[:600], data.y[:600])
+
+
+def test_movie_core_beats_last_frame_cnn_on_direction_selective_cells(ds_fit):
+    data, video = ds_fit
     train, test = slice(0, 600), slice(600, None)
-    common = dict(
-        n_layers=1, channels=8, kernel_size=7, max_epochs=15, lr=1e-2, device="cpu",
-        random_state=0,
-    )
-    video = CNNEncoder(input_type="video", temporal_kernel_size=4, **common)
-    video.fit(data.X[train], data.y[train])
-    image = CNNEncoder(**common).fit(data.X[train][:, -1], data.y[train])
+    image = CNNEncoder(**COMMON).fit(data.X[train][:, -1], data.y[train])
     video_score = video.score(data.X[test], data.y[test])
     image_score = image.score(data.X[test][:, -1], data.y[test])
     oracle = poisson.logpmf(data.y[test], data.mean[test]).mean()
@@ -114,3 +119,31 @@ def test_cli_fits_a_movie_model_from_hdf5(tmp_path):
     assert status == 0
     model = load_model(out)
     assert model.input_type_ == "video" and model.predict(loaded.X).shape == (60, 2)
+
+
+def test_receptive_field_in_space_and_time_and_most_exciting_movie(ds_fit):
+    from sklearn_cnnenc.inspection import empirical_receptive_field, most_exciting_input
+
+    data, model = ds_fit
+    X = data.X[600:632]
+    # a core unit sees exactly the receptive field: 4 frames x 7 x 7 pixels,
+    # the last 4 frames of the window
+    field = empirical_receptive_field(model, X)
+    assert field.mask.shape == (6, 12, 12)
+    assert field.extent == model.receptive_field_ == (4, 7, 7)
+    assert not field.mask[:2].any()
+    neuron_field = empirical_receptive_field(model, X, neuron=0)
+    assert neuron_field.mask.shape == (6, 12, 12) and not neuron_field.mask[:2].any()
+    # the most exciting input is a movie that moves in the cell's preferred
+    # direction: its motion energy under the cell's true filters beats that
+    # of the same movie played backwards (the null direction)
+    for k in range(2):
+        movie = most_exciting_input(model, k, n_steps=100, n_init=2, random_state=0).stimulus
+        assert movie.shape == (6, 12, 12)
+        lags = data.filters.shape[2]
+
+        def energy(m, k=k, lags=lags):
+            recent = m[::-1][:lags]
+            return float((np.einsum("lhw,qlhw->q", recent, data.filters[k]) ** 2).sum())
+
+        assert energy(movie) > 2 * energy(movie[::-1])
