@@ -12,15 +12,14 @@ from skorch.callbacks import EarlyStopping
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._base import BaseEncoder
+from ._video import build_video_predictor
 from .data import LazyArray, check_finite_by_chunks, is_lazy, open_array
 from .nn import (
     ACTIVATIONS,
     READOUTS,
     CausalCore1d,
-    CausalCore3d,
     CNNPredictor,
     Core2d,
-    VideoPredictor,
     make_readout,
 )
 from .nn.cores import _is_int, resolve_architecture
@@ -495,7 +494,7 @@ class CNNEncoder(BaseEncoder):
 
     def _build_predictor(self, X, y, dtype):
         if self._fit_layout[0] == "video":
-            return self._build_video_predictor(X, y, dtype)
+            return build_video_predictor(self, X, y, dtype)
         # validated once here (naming the bad parameter); the core receives
         # the resolved per-layer lists
         architecture = resolve_architecture(
@@ -553,65 +552,6 @@ class CNNEncoder(BaseEncoder):
             readout, core.out_channels, core.output_size, y.shape[1], self.gamma_readout, dtype
         )
         return CNNPredictor(core, head, crop=crop)
-
-    def _build_video_predictor(self, X, y, dtype):
-        defaults = {"dilation": 1, "stride": 1, "pooling": None, "weight_sharing": True}
-        changed = [name for name, value in defaults.items() if getattr(self, name) != value]
-        if changed:
-            raise ValueError(
-                f"input_type='video' does not support {', '.join(changed)}; keep the "
-                "default(s) (the movie core is a stack of stride-1 factorised convolutions)."
-            )
-        _, shape, _ = self._fit_layout
-        n_frames, channels, height, width = shape
-        split = self._split("video")
-        n_samples = len(X)
-        if split is not None:
-            split.check(n_samples)
-        n_train = n_samples - (0 if split is None else split.n_valid(n_samples))
-        if self.batch_norm and n_train < 2:
-            raise ValueError(
-                f"BatchNorm needs at least 2 training samples; got {n_train} sample(s)."
-            )
-        temporal = [
-            int(t) for t in (
-                self.temporal_kernel_size
-                if isinstance(self.temporal_kernel_size, list | tuple)
-                else [self.temporal_kernel_size]
-            )
-        ]
-        used = temporal[: self.n_layers] + [temporal[-1]] * max(0, self.n_layers - len(temporal))
-        extent = 1 + sum(t - 1 for t in used)
-        if n_frames < extent:
-            raise ValueError(
-                f"The movie windows have {n_frames} frame(s), fewer than the temporal "
-                f"receptive field of the core ({extent} frames); pass longer windows or a "
-                "smaller temporal_kernel_size or fewer layers."
-            )
-        core = CausalCore3d(
-            channels,
-            (extent, height, width),
-            n_layers=self.n_layers,
-            channels=self.channels,
-            kernel_size=self.kernel_size,
-            temporal_kernel_size=self.temporal_kernel_size,
-            padding=self.padding,
-            batch_norm=self.batch_norm,
-            activation=self.activation,
-            gamma_input=self.gamma_input,
-            gamma_hidden=self.gamma_hidden,
-            gamma_activity=self.gamma_activity,
-            dtype=dtype,
-        )
-        head = make_readout(
-            self._readout_name("video"),
-            core.out_channels,
-            core.output_size,
-            y.shape[1],
-            self.gamma_readout,
-            dtype,
-        )
-        return VideoPredictor(core, head, crop=extent)
 
     def _net_params(self, n_samples: int) -> dict:
         kind = self._fit_layout[0]

@@ -588,7 +588,9 @@ class EncoderNet(NeuralNet):
         from .data import make_dataset  # streams inputs held on disk
 
         if isinstance(X, Mapping):
-            return make_dataset(X, y, self.device, next(self.module_.parameters()).dtype)
+            module = getattr(self, "module_", None)
+            dtype = torch.float32 if module is None else next(module.parameters()).dtype
+            return make_dataset(X, y, self.device, dtype)
         return TensorDataset(X, y)
 
     def infer(self, x, **fit_params):
