@@ -185,7 +185,7 @@ def _load_data(path: str, stimulus: str | None, bin_s: float | None):
         return load_hdf5(path)
     if suffix == ".nwb":
         return load_nwb(path, stimulus=stimulus, bin_s=bin_s)
-    raise ValueError(f"{path}: expected a .npz, .h5 or .nwb file.")
+    raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
 
 
 def _input_shape(X: np.ndarray, given: str | None, input_type: str):
