@@ -259,3 +259,18 @@ def test_gaussian_family_weights_and_restarts_stream_identically(data, tmp_path)
         # the dispersion is estimated from a streamed prediction pass
         np.testing.assert_array_equal(streamed.dispersion_, reference.dispersion_)
         np.testing.assert_array_equal(streamed.predict(f["X"]), reference.predict(X))
+
+
+def test_compare_models_streams_every_fold_from_the_store(data):
+    from sklearn_cnnenc.model_selection import compare_models
+
+    X, y = data
+    store = GuardedStore(X)
+    results = compare_models({"cnn": _model(max_epochs=1)}, open_array(store), y, cv=KFold(2),
+                             verbose=False)
+    expected = compare_models({"cnn": _model(max_epochs=1)}, X, y, cv=KFold(2), verbose=False)
+    assert store.rows_read > 0
+    def scores(result):
+        return [{k: v for k, v in row.items() if "time" not in k} for row in result.summary()]
+
+    assert scores(results) == scores(expected)
