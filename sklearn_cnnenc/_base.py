@@ -35,6 +35,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .data import LazyArray, StreamingBatchIterator, make_dataset
 from .families import FAMILIES, ResponseDistribution, get_family
 from .links import LINKS, get_link
 from .metrics import _check_sample_weight
@@ -42,7 +43,6 @@ from .nn import EncodingModule
 from .training import (
     EncoderNet,
     NegativeLogLikelihood,
-    TensorDataset,
     ValidationSplit,
     available_device,
 )
@@ -244,6 +244,13 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 else:
                     self._initialize_module(module, family, link, y_2d, sample_weight, start)
                 params = self._net_params(X.shape[0])
+                if isinstance(X, LazyArray):
+                    # stimuli on disk: read mini-batches ahead in a thread
+                    params = {
+                        **params,
+                        "iterator_train": StreamingBatchIterator,
+                        "iterator_valid": StreamingBatchIterator,
+                    }
                 split = params.get("train_split")
                 if isinstance(split, ValidationSplit) and split.random_state is None:
                     # every restart holds out the same samples, so their
@@ -261,7 +268,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                     **params,
                 )
                 candidate.initialize()
-                candidate.partial_fit(TensorDataset(inputs, targets), y=None)
+                candidate.partial_fit(make_dataset(inputs, targets, device, dtype), y=None)
             loss = _selection_loss(candidate.history)
             if net is None or loss < best_loss:
                 net, best_loss = candidate, loss
@@ -378,11 +385,19 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 module.raw_dispersion.copy_(torch.as_tensor(raw, dtype=dtype).repeat(copies))
 
     def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
-        """Inputs as tensors on the device, converted once (no copy on CPU when possible)."""
+        """Inputs as tensors on the device, converted once (no copy on CPU when possible).
+
+        A :class:`~sklearn_cnnenc.data.LazyArray` stays on disk: it is streamed.
+        """
+        if isinstance(X, LazyArray):
+            inputs = {"X": X}
+        else:
+            inputs = None
         with warnings.catch_warnings():
             # read-only inputs (memmaps) are shared, never written to
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
+            if inputs is None:
+                inputs = {"X": torch.as_tensor(X, dtype=dtype, device=device)}
         if sample_weight is not None and not np.all(sample_weight == sample_weight[0]):
             # mean 1, as NegativeLogLikelihood expects of the full data; equal
             # weights are no weights (the full-batch path then has none)

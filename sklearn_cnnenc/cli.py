@@ -176,14 +176,16 @@ def _demo_figures(results, data, X, out_dir: Path) -> list[Path]:
 
 
 def _load_data(path: str, stimulus: str | None, bin_s: float | None):
-    from .io import load_npz, load_nwb
+    from .io import load_hdf5, load_npz, load_nwb
 
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         return load_npz(path)
+    if suffix in (".h5", ".hdf5"):
+        return load_hdf5(path)
     if suffix == ".nwb":
         return load_nwb(path, stimulus=stimulus, bin_s=bin_s)
-    raise ValueError(f"{path}: expected a .npz or .nwb file.")
+    raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
 
 
 def _input_shape(X: np.ndarray, given: str | None, input_type: str):
@@ -193,6 +195,8 @@ def _input_shape(X: np.ndarray, given: str | None, input_type: str):
             return tuple(int(size) for size in given.split(","))
         except ValueError:
             raise ValueError(f"--input-shape {given!r}: expected integers like 1,32,32.") from None
+    if input_type == "video" and X.ndim in (4, 5):
+        return tuple(X.shape[1:])
     if X.ndim == 3:
         return X.shape[1:] if input_type == "time_series" else (1, *X.shape[1:])
     if X.ndim == 4:
@@ -203,13 +207,16 @@ def _input_shape(X: np.ndarray, given: str | None, input_type: str):
 def _compare(args) -> int:
     from sklearn.model_selection import GroupKFold, KFold
 
+    from .data import LazyArray
     from .model_selection import compare_models
 
     data = _load_data(args.data, args.stimulus, args.bin_s)
-    X = np.asarray(data.X, dtype=float)
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    # a CNN alone streams an HDF5 stimulus set; GLM and LN models read it in
+    X = data.X if isinstance(data.X, LazyArray) and names == ["cnn"] else np.asarray(
+        data.X, dtype=float)
     input_shape = _input_shape(X, args.input_shape, args.input_type)
     X_flat = X.reshape(len(X), -1)
-    names = [name.strip() for name in args.models.split(",") if name.strip()]
     if "cnn" in names and input_shape is None:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
     grouped = data.groups is not None
@@ -247,7 +254,12 @@ def _fit(args) -> int:
     if args.model not in classes:
         raise ValueError(f"Unknown model {args.model!r}; choose among {list(classes)}.")
     data = _load_data(args.data, args.stimulus, args.bin_s)
-    model = classes[args.model](**_parse_params(args.param))
+    params = _parse_params(args.param)
+    if args.input_type is not None:
+        if args.model != "cnn":
+            raise ValueError("--input-type applies to --model cnn only.")
+        params.setdefault("input_type", args.input_type)
+    model = classes[args.model](**params)
     model.fit(data.X, data.y)
     path = save_model(model, args.out)
     print(f"Fitted {model!r}; training log-likelihood {model.score(data.X, data.y):.4f} "
@@ -279,7 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     def data_arguments(command):
-        command.add_argument("--data", required=True, help=".npz (X, y, groups) or .nwb file")
+        command.add_argument("--data", required=True,
+                             help=".npz or .h5 (X, y, groups; .h5 X is streamed) or .nwb file")
         command.add_argument("--stimulus", help="NWB: name of the stimulus time series")
         command.add_argument("--bin-s", type=float, help="NWB: bin width in seconds")
 
@@ -292,8 +305,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")
     compare.add_argument("--device", default="auto", help="cpu, cuda or auto")
     compare.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
-    compare.add_argument("--input-type", default="auto", choices=("auto", "image", "time_series"),
-                         help="CNN input: 3-D X is read as images unless time_series")
+    compare.add_argument("--input-type", default="auto",
+                         choices=("auto", "image", "time_series", "video"),
+                         help="CNN input: 3-D X is read as images unless time_series; "
+                              "video: X is (n, frames, H, W) or (n, frames, C, H, W)")
     compare.set_defaults(run=_compare)
 
     fit = commands.add_parser("fit", help="fit one model and save it")
@@ -301,6 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", default="glm", help="glm, ln or cnn")
     fit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a constructor parameter (repeatable), e.g. alpha=0.01")
+    fit.add_argument("--input-type", default=None,
+                     choices=("auto", "image", "time_series", "video"),
+                     help="cnn: how to read X (same as --param input_type=...)")
     fit.add_argument("--out", default="model.joblib")
     fit.set_defaults(run=_fit)
 

@@ -12,7 +12,16 @@ from skorch.callbacks import EarlyStopping
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._base import BaseEncoder
-from .nn import ACTIVATIONS, READOUTS, CausalCore1d, CNNPredictor, Core2d, make_readout
+from ._video import build_video_predictor
+from .data import LazyArray, check_finite_by_chunks, is_lazy, open_array
+from .nn import (
+    ACTIVATIONS,
+    READOUTS,
+    CausalCore1d,
+    CNNPredictor,
+    Core2d,
+    make_readout,
+)
 from .nn.cores import _is_int, resolve_architecture
 from .training import LRScheduler, ValidationSplit
 
@@ -74,6 +83,17 @@ class CNNEncoder(BaseEncoder):
     default for time series) keeps neighbouring, overlapping windows on
     one side.
 
+    **Movies.** With ``input_type="video"``, X is ``(n, T, H, W)`` or ``(n,
+    T, C, H, W)``: each sample a window of ``T`` frames (frames first, then
+    channels) and its response the response at the *last* frame. The core
+    is a :class:`~sklearn_cnnenc.nn.CausalCore3d`: per layer a spatial
+    ``k x k`` convolution then a causal temporal convolution of
+    ``temporal_kernel_size`` frames (neuralpredictors' Factorized3dCore);
+    an image readout reads its feature maps at the last frame. Only the
+    last ``receptive_field_[0]`` frames of a window matter. ``dilation``,
+    ``stride``, ``pooling`` and ``weight_sharing`` keep their defaults.
+    The validation split is blocked by default (overlapping windows).
+
     Parameters
     ----------
     n_layers : int, default=2
@@ -118,9 +138,12 @@ class CNNEncoder(BaseEncoder):
     input_shape : tuple of int, optional
         Shape of one sample when ``X`` is flat, e.g. ``(H, W)``, ``(C, H,
         W)`` or, with ``input_type="time_series"``, ``(C, T)``.
-    input_type : {"auto", "image", "time_series"}, default="auto"
+    input_type : {"auto", "image", "time_series", "video"}, default="auto"
         How to read a sample of shape ``(A, B)``: ``"auto"`` reads 2-D and
-        3-D sample shapes as images and 1-D ones as one-channel time series.
+        3-D sample shapes as images and 1-D ones as one-channel time series;
+        ``"video"`` reads ``(T, H, W)`` or ``(T, C, H, W)`` as movie windows.
+    temporal_kernel_size : int or list of int, default=5
+        Temporal kernel per layer, in frames (``input_type="video"`` only).
     weight_sharing : bool, default=True
         False replaces every convolution by a locally connected layer (same
         receptive fields, one filter bank per position).
@@ -149,7 +172,7 @@ class CNNEncoder(BaseEncoder):
     validation_split : {"auto", "blocked", "random"}, default="auto"
         ``"blocked"`` holds out the last samples (no leakage between
         neighbouring time bins), ``"random"`` a random subset; ``"auto"`` is
-        ``"blocked"`` for time series and ``"random"`` for images (trials of
+        ``"blocked"`` for time series and movies and ``"random"`` for images (trials of
         independent images; use ``"blocked"`` when slow drifts matter).
     patience : int, default=10
         Epochs without improvement before stopping; the learning rate drops
@@ -173,12 +196,14 @@ class CNNEncoder(BaseEncoder):
     Attributes
     ----------
     input_shape_ : tuple of int
-        Shape of one sample as the core sees it, ``(C, H, W)`` or ``(C, T)``.
-    input_type_ : {"image", "time_series"}
+        Shape of one sample as the model takes it, ``(C, H, W)``, ``(C, T)``
+        or ``(T, C, H, W)`` for movies.
+    input_type_ : {"image", "time_series", "video"}
     readout_type_ : str
         The readout used (``"auto"`` resolved).
     receptive_field_ : tuple of int
-        Input extent seen by one core output unit: ``(h, w)`` or ``(T,)``.
+        Input extent seen by one core output unit: ``(h, w)``, ``(T,)`` or,
+        for movies, ``(frames, h, w)``.
     n_parameters_ : int
         Number of trained parameters.
     core_ : Core2d or CausalCore1d
@@ -247,7 +272,8 @@ class CNNEncoder(BaseEncoder):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "readout": [StrOptions({"auto", *READOUTS})],
         "input_shape": [None, list, tuple],
-        "input_type": [StrOptions({"auto", "image", "time_series"})],
+        "input_type": [StrOptions({"auto", "image", "time_series", "video"})],
+        "temporal_kernel_size": [Interval(Integral, 1, None, closed="left"), list, tuple],
         "weight_sharing": ["boolean"],
         "gamma_input": [Interval(Real, 0.0, None, closed="left")],
         "gamma_hidden": [Interval(Real, 0.0, None, closed="left")],
@@ -281,6 +307,7 @@ class CNNEncoder(BaseEncoder):
         family: str = "poisson",
         input_shape=None,
         input_type: str = "auto",
+        temporal_kernel_size=5,
         weight_sharing: bool = True,
         gamma_input: float = 0.3,
         gamma_hidden: float = 0.0,
@@ -314,6 +341,7 @@ class CNNEncoder(BaseEncoder):
         self.family = family
         self.input_shape = input_shape
         self.input_type = input_type
+        self.temporal_kernel_size = temporal_kernel_size
         self.weight_sharing = weight_sharing
         self.gamma_input = gamma_input
         self.gamma_hidden = gamma_hidden
@@ -346,6 +374,15 @@ class CNNEncoder(BaseEncoder):
         if kind == "auto":
             kind = "time_series" if n_dims == 1 else "image"
         origin = "input_shape" if (flat and self.input_shape is not None) else "sample shape"
+        if kind == "video":
+            if n_dims == 3:
+                return kind, (sample_shape[0], 1, *sample_shape[1:])
+            if n_dims == 4:
+                return kind, tuple(sample_shape)
+            raise ValueError(
+                f"Movies need a {origin} (T, H, W) or (T, C, H, W); got "
+                f"{tuple(sample_shape)}. Pass X of shape (n, T, H, W) or (n, T, C, H, W)."
+            )
         if kind == "image":
             if n_dims == 2:
                 return kind, (1, *sample_shape)
@@ -364,12 +401,30 @@ class CNNEncoder(BaseEncoder):
             "Pass X of shape (n, C, T), or a flat X with input_shape=(C, T)."
         )
 
+    def _validate_lazy_X(self, X, *, reset: bool) -> LazyArray:
+        """An array on disk as a float32 :class:`LazyArray`, checked chunk by chunk."""
+        X = open_array(X, dtype=np.float32)
+        if X.ndim < 2 or len(X) < 1:
+            raise ValueError(
+                f"X must hold at least one sample and be at least 2-D; got shape {X.shape}."
+            )
+        n_values = int(np.prod(X.shape[1:]))
+        # feature count and names only: the values are checked by chunks
+        validate_data(self, np.empty((1, n_values), np.float32), reset=reset,
+                      skip_check_array=True)
+        check_finite_by_chunks(X)
+        return X
+
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         try:
             n_dims = np.ndim(X)
         except Exception:  # sparse matrices and other exotic inputs
             n_dims = 2
-        if n_dims > 2:
+        if is_lazy(X):
+            # stimuli on disk (memmap, HDF5, zarr) are streamed, never loaded
+            X = self._validate_lazy_X(X, reset=reset)
+            flat = X.ndim == 2
+        elif n_dims > 2:
             X = check_array(X, allow_nd=True, dtype=np.float32, input_name="X")
             # n_features_in_ counts the values of one sample, so that a flat
             # view of the same data is accepted as well
@@ -399,6 +454,8 @@ class CNNEncoder(BaseEncoder):
         kind, shape, raw = self._fit_layout
         if not flat and X.shape[1:] not in (shape, raw) and not (
             kind == "image" and len(X.shape) == 3 and (1, *X.shape[1:]) == shape
+        ) and not (
+            kind == "video" and len(X.shape) == 4 and (X.shape[1], 1, *X.shape[2:]) == shape
         ):
             raise ValueError(
                 f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} was "
@@ -421,6 +478,8 @@ class CNNEncoder(BaseEncoder):
     def _readout_name(self, kind: str) -> str:
         if self.readout == "auto":
             return "last" if kind == "time_series" else "factorized"
+        if self.readout == "auto" and kind == "video":
+            return "factorized"
         if self.readout == "last" and kind != "time_series":
             raise ValueError("readout='last' reads the last time bin: it needs time series.")
         return self.readout
@@ -430,10 +489,12 @@ class CNNEncoder(BaseEncoder):
             return None
         method = self.validation_split
         if method == "auto":
-            method = "blocked" if kind == "time_series" else "random"
+            method = "blocked" if kind in ("time_series", "video") else "random"
         return ValidationSplit(self.validation_fraction, method)
 
     def _build_predictor(self, X, y, dtype):
+        if self._fit_layout[0] == "video":
+            return build_video_predictor(self, X, y, dtype)
         # validated once here (naming the bad parameter); the core receives
         # the resolved per-layer lists
         architecture = resolve_architecture(

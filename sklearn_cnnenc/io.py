@@ -1,6 +1,10 @@
 """Reading users' data files and saving fitted models.
 
 * :func:`load_npz`: arrays ``X``, ``y`` (and optional ``groups``) in a ``.npz``.
+* :func:`load_hdf5`: datasets ``X``, ``y`` (and optional ``groups``) of an
+  HDF5 file; ``X`` stays on disk as a :class:`~sklearn_cnnenc.data.LazyArray`
+  that :class:`~sklearn_cnnenc.CNNEncoder` streams (needs ``h5py``: ``pip
+  install 'sklearn-cnnenc[hdf5]'``).
 * :func:`load_nwb`: a stimulus ``TimeSeries`` / image stack and the ``units``
   table of a Neurodata Without Borders file, binned into spike counts
   (needs the optional ``pynwb``: ``pip install 'sklearn-cnnenc[nwb]'``).
@@ -21,7 +25,7 @@ import sklearn
 import torch
 from sklearn.utils import Bunch
 
-__all__ = ["bin_spike_times", "load_npz", "load_nwb", "save_model", "load_model"]
+__all__ = ["bin_spike_times", "load_hdf5", "load_npz", "load_nwb", "save_model", "load_model"]
 
 _FORMAT = "sklearn-cnnenc-model"
 
@@ -75,6 +79,69 @@ def load_npz(path: str | Path) -> Bunch:
     if groups is not None and len(groups) != len(y):
         raise ValueError(f"groups has {len(groups)} entries but y has {len(y)} in {path}.")
     return Bunch(X=X, y=y, groups=groups)
+
+
+def load_hdf5(path: str | Path, *, X: str = "X", y: str = "y", groups: str = "groups") -> Bunch:
+    """Open ``X`` lazily and load ``y`` (and optional ``groups``) from an HDF5 file.
+
+    ``X`` is not read: it is a :class:`~sklearn_cnnenc.data.LazyArray` over
+    the HDF5 dataset, which :class:`~sklearn_cnnenc.CNNEncoder` streams in
+    mini-batches (a stimulus set larger than memory). Responses and groups
+    are small and are read into memory. The file stays open for reading as
+    long as ``X`` is used.
+
+    Parameters
+    ----------
+    path : str or Path
+    X, y, groups : str
+        Names of the datasets in the file.
+
+    Returns
+    -------
+    data : Bunch
+        ``X`` (LazyArray), ``y`` (ndarray) and ``groups`` (None when absent).
+
+    Examples
+    --------
+    >>> import h5py, numpy as np, tempfile, os
+    >>> from sklearn_cnnenc.io import load_hdf5
+    >>> path = os.path.join(tempfile.mkdtemp(), "data.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     f["X"] = np.zeros((4, 3, 3), dtype=np.float32)
+    ...     f["y"] = np.ones(4)
+    >>> data = load_hdf5(path)
+    >>> type(data.X).__name__, data.X.shape, data.y.shape
+    ('LazyArray', (4, 3, 3), (4,))
+    """
+    try:
+        import h5py
+    except ImportError as error:  # pragma: no cover - optional dependency
+        raise ImportError(
+            "Reading HDF5 files needs h5py: pip install 'sklearn-cnnenc[hdf5]'."
+        ) from error
+    from .data import open_array
+
+    path = _existing_file(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable HDF5 file ({error}).") from error
+    missing = [name for name in (X, y) if name not in handle]
+    if missing:
+        names = sorted(handle.keys())
+        handle.close()
+        raise ValueError(
+            f"{path} lacks the dataset(s) {missing}; it holds {names} "
+            "(expected X: stimuli, y: responses, optional groups)."
+        )
+    stimuli = open_array(handle[X])
+    responses = np.asarray(handle[y])
+    labels = np.asarray(handle[groups]) if groups in handle else None
+    if len(stimuli) != len(responses):
+        raise ValueError(f"X has {len(stimuli)} samples but y has {len(responses)} in {path}.")
+    if labels is not None and len(labels) != len(responses):
+        raise ValueError(f"groups has {len(labels)} entries but y has {len(responses)} in {path}.")
+    return Bunch(X=stimuli, y=responses, groups=labels)
 
 
 def _find_time_series(nwbfile, name: str | None):

@@ -585,6 +585,12 @@ class EncoderNet(NeuralNet):
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorDataset):
             return X
+        from .data import make_dataset  # streams inputs held on disk
+
+        if isinstance(X, Mapping):
+            module = getattr(self, "module_", None)
+            dtype = torch.float32 if module is None else next(module.parameters()).dtype
+            return make_dataset(X, y, self.device, dtype)
         return TensorDataset(X, y)
 
     def infer(self, x, **fit_params):

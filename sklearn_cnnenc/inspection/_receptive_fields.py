@@ -22,6 +22,7 @@ from ._models import (
     linear_predictor,
     parameter_like,
 )
+from ._video import is_video_model, video_receptive_field
 
 __all__ = ["count_parameters", "empirical_receptive_field", "receptive_field_size"]
 
@@ -229,10 +230,10 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
 
     Parameters
     ----------
-    model : fitted CNNEncoder, LNModel, PoissonGLM, or a Core2d / CausalCore1d
+    model : fitted CNNEncoder, LNModel, PoissonGLM, or a Core2d / CausalCore1d / CausalCore3d
     X : array-like
         Stimuli, shaped as for the model's ``fit`` (for a bare core:
-        ``(n, C, H, W)``, or ``(n, C, T)``).
+        ``(n, C, H, W)``, ``(n, C, T)`` or, for a movie core, ``(n, C, T, H, W)``).
     neuron : int, optional
         Index of the neuron whose linear predictor is differentiated. By
         default (CNN cores only), one unit of the core's output, summed over
@@ -248,7 +249,8 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
     -------
     field : Bunch
         ``mask`` (bool, the sample's spatial shape ``(H, W)``, ``(T,)`` or
-        ``(n_features,)``): positions with a non-zero gradient;
+        ``(n_features,)``; ``(T, H, W)`` for movies, whose extent is then
+        ``(frames, h, w)``): positions with a non-zero gradient;
         ``gradient``: the mean gradient over samples (summed over input
         channels); ``sensitivity``: the mean absolute gradient; ``extent``
         (tuple of int): the side lengths of the smallest box holding the
@@ -265,6 +267,17 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
     >>> empirical_receptive_field(core, X).extent
     (15, 15)
     """
+    if is_video_model(model):
+        # movies: the field spans frames, rows and columns
+        if neuron is not None:
+            check_fitted_encoder(model, "empirical_receptive_field")
+            if isinstance(neuron, bool) or not isinstance(neuron, Integral) or not (
+                0 <= neuron < model.n_outputs_
+            ):
+                raise ValueError(
+                    f"neuron must be an integer in [0, {model.n_outputs_}); got {neuron!r}."
+                )
+        return video_receptive_field(model, X, neuron, unit)
     if neuron is None:
         core, inputs, n_read = core_input(model, X, "empirical_receptive_field with neuron=None")
         inputs = inputs.clone().requires_grad_(True)

@@ -9,6 +9,7 @@ Predictors: :class:`LinearPredictor` (GLM) and :class:`CNNPredictor` (a
 convolutional core, :class:`Core2d` or :class:`CausalCore1d`, followed by a
 readout: :class:`FactorizedReadout`, :class:`GaussianReadout`,
 :class:`PooledReadout`, :class:`DenseReadout` or :class:`LastStepReadout`).
+:class:`VideoPredictor` with :class:`CausalCore3d` models movies.
 :class:`LocallyConnected2d` replaces convolutions when weights are not shared.
 """
 
@@ -27,12 +28,14 @@ from .readouts import (
     PooledReadout,
     make_readout,
 )
+from .video import CausalCore3d, VideoPredictor
 
 __all__ = [
     "ACTIVATIONS",
     "READOUTS",
     "CNNPredictor",
     "CausalCore1d",
+    "CausalCore3d",
     "Core2d",
     "DenseReadout",
     "EncodingModule",
@@ -43,6 +46,7 @@ __all__ = [
     "LinearPredictor",
     "LocallyConnected2d",
     "PooledReadout",
+    "VideoPredictor",
     "make_readout",
     "per_layer",
     "resolve_dilation",
