@@ -200,3 +200,23 @@ def test_compare_models_workers_share_the_cores(monkeypatch, n_jobs):
     finally:
         torch.set_num_threads(previous)
     assert _ThreadRecorder.seen == [4 // n_jobs] * 3
+
+
+def test_limit_threads_restores_pools_rescanned_after_an_import(monkeypatch):
+    np.ones(3) @ np.ones(3)
+    before = _blas_threads()
+    with limit_threads(1):
+        _threads._pool_cache["n_modules"] = -1  # as if a module was imported inside the fit
+        assert set(_blas_threads().values()) == {1}
+    assert _blas_threads() == before
+
+
+def test_limit_threads_never_raises_a_lower_setting():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with limit_threads(4):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -198,23 +199,49 @@ def compute_threads(n_jobs: int | None = 1, *, exclude_busy: bool = True) -> int
 _lock = threading.RLock()
 _active: dict[int, int] = {}
 _saved: dict[str, Any] = {}
+_pool_cache: dict[str, Any] = {"n_modules": -1, "pools": []}
 
 
-def _apply(n_threads: int) -> None:
-    torch.set_num_threads(n_threads)
-    from threadpoolctl import threadpool_limits
+def _thread_pools() -> list:
+    """threadpoolctl's controllers of the loaded BLAS/OpenMP libraries.
 
-    threadpool_limits(limits=n_threads)  # BLAS/OpenMP outside torch
+    Scanning the loaded libraries takes milliseconds, too long for every
+    ``predict``; the scan is redone only when Python modules were imported since
+    (an import is how a new BLAS or OpenMP library gets loaded).
+    """
+    if len(sys.modules) != _pool_cache["n_modules"]:
+        from threadpoolctl import ThreadpoolController
+
+        _pool_cache.update(n_modules=len(sys.modules),
+                           pools=list(ThreadpoolController().lib_controllers))
+    return _pool_cache["pools"]
+
+
+def _key(pool: Any) -> tuple[str, str]:
+    # the pool objects are rebuilt after imports; the library they control is not
+    return pool.internal_api, pool.filepath
+
+
+def _set(n_threads: int | None) -> None:
+    """Apply ``n_threads`` (never above the saved settings), or restore them (None)."""
+    torch_threads = _saved["torch"] if n_threads is None else min(n_threads, _saved["torch"])
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    for pool in _thread_pools():
+        original = _saved["pools"].get(_key(pool), pool.num_threads)
+        target = original if n_threads is None else min(n_threads, original)
+        if pool.num_threads != target:
+            pool.set_num_threads(target)
 
 
 @contextmanager
 def limit_threads(n_threads: int) -> Iterator[int]:
     """Run torch and BLAS on at most ``n_threads`` threads inside the block.
 
-    Sets ``torch.set_num_threads`` and threadpoolctl limits (OpenBLAS, MKL,
-    OpenMP), and restores the values found on entry when the last active limit
-    ends. Limits entered concurrently from several threads combine: the
-    smallest applies.
+    Lowers ``torch.set_num_threads`` and, through threadpoolctl, the OpenBLAS,
+    MKL and OpenMP pools to ``n_threads`` (never raises a lower setting), and
+    restores the values found on entry when the last active limit ends. Limits
+    entered concurrently from several threads combine: the smallest applies.
 
     Parameters
     ----------
@@ -224,7 +251,7 @@ def limit_threads(n_threads: int) -> Iterator[int]:
     Yields
     ------
     n_threads : int
-        The limit in force.
+        The limit in force (the smallest active one).
 
     Examples
     --------
@@ -242,24 +269,18 @@ def limit_threads(n_threads: int) -> Iterator[int]:
     token = object()
     with _lock:
         if not _active:
-            from threadpoolctl import ThreadpoolController
-
-            controller = ThreadpoolController()
             _saved.update(torch=torch.get_num_threads(),
-                          pools=[(pool, pool.num_threads) for pool in controller.lib_controllers])
+                          pools={_key(pool): pool.num_threads for pool in _thread_pools()})
         _active[id(token)] = n_threads
-        _apply(min(_active.values()))
+        limit = min(_active.values())
+        _set(limit)
     try:
-        yield min(_active.values())
+        yield limit
     finally:
         with _lock:
             del _active[id(token)]
-            if _active:
-                _apply(min(_active.values()))
-            else:
-                torch.set_num_threads(_saved["torch"])
-                for pool, num_threads in _saved["pools"]:
-                    pool.set_num_threads(num_threads)
+            _set(min(_active.values()) if _active else None)
+            if not _active:
                 _saved.clear()
 
 
