@@ -9,7 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.py"))
 # import name -> the extra of pyproject.toml that brings it
-OPTIONAL_IMPORTS = {"matplotlib": "plot", "dask": "dask", "distributed": "dask", "pynwb": "nwb"}
+OPTIONAL_IMPORTS = {"matplotlib": "plot", "pandas": "pandas", "dask": "dask",
+                    "distributed": "dask", "pynwb": "nwb"}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def test_plan_groups_scripts_by_extras(clean_install, tmp_path):
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[path.stem for path in EXAMPLES])
-def test_every_example_declares_exactly_the_extras_it_imports(clean_install, script):
+def test_every_example_declares_the_extras_it_imports(clean_install, script):
+    # An extra may also be needed through the library (a table returned as a DataFrame),
+    # which no static check sees: the clean install is the judge of those.
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     source = script.read_text()
     declared = set(clean_install.parse_requires(source, script.name))
@@ -66,7 +69,7 @@ def test_every_example_declares_exactly_the_extras_it_imports(clean_install, scr
     assert declared <= set(extras), f"unknown extras {declared - set(extras)}"
     imported = set(re.findall(r"^\s*(?:import|from)\s+(\w+)", source, flags=re.MULTILINE))
     needed = {OPTIONAL_IMPORTS[name] for name in imported if name in OPTIONAL_IMPORTS}
-    assert declared == needed
+    assert needed <= declared, f"imports need {needed - declared}; declare them in the header"
     assert clean_install.accepts_quick(source), "every example has a --quick mode"
 
 
