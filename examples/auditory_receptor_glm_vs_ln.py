@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Grasshopper auditory receptor: a lagged Poisson GLM versus LN models.
 
 One receptor neuron (Rokem et al. 2006) heard 10 s of a noise-modulated tone.

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """A CNN and a GLM on simulated V1 simple and complex cells viewing natural images.
 
 Data: ``make_v1_population`` gives Poisson spike counts of Gabor simple cells

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Comparing GLM, LN and causal-CNN encoders of an auditory receptor neuron.
 
 The grasshopper receptor neuron of Rokem et al. (2006) heard noise-modulated

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Decode a rat's position on a linear track from 31 hippocampal place cells.
 
 Encoding model: the spike count of each unit in a 50 ms bin is Poisson with a

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Do Gabor-like first-layer filters emerge when a CNN learns V1 from natural images?
 
 Data: ``make_v1_population`` gives Poisson spike counts of 8 simple and 8

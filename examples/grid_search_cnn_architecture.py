@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc
 """Grid-searching a CNN encoder's architecture like any scikit-learn regressor.
 
 Simulated V1 simple and complex cells respond to natural image patches. A

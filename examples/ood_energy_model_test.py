@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Out-of-distribution test of mechanism: which model works like an energy model?
 
 Data: ``make_v1_population`` complex cells, simulated as energy models

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Hippocampal place fields: a Poisson GLM on a spline basis of position.
 
 31 units recorded while a rat ran back and forth on a linear track (nelpy

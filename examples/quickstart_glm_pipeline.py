@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """Quickstart: a Poisson GLM in a scikit-learn pipeline, cross-validated.
 
 Ten simulated neurons respond to 20 stimulus features through a known

@@ -1,3 +1,4 @@
+# Requires: sklearn-cnnenc[plot]
 """The demo's comparison: GLM, LN and CNN encoders of simulated V1, neuron by neuron.
 
 This is what ``cnnenc demo`` runs, written out. Simulated simple cells (one

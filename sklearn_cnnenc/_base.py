@@ -20,6 +20,7 @@ they build (and how they train it); everything else is written once here:
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -46,6 +47,7 @@ from .training import (
     ValidationSplit,
     available_device,
 )
+from .utils._threads import limits_threads
 
 __all__ = ["BaseEncoder"]
 
@@ -53,6 +55,21 @@ __all__ = ["BaseEncoder"]
 # link's domain: a silent neuron starts at a rate of 1e-10 per bin (a finite
 # intercept), never at log(0).
 _MIN_INITIAL_MEAN = 1e-10
+
+# Building a module draws its initial weights from torch's global generator,
+# which every thread of the process shares: fits in joblib threads seed it and
+# build their modules one at a time. Training then draws only from per-fit
+# generators (batch order, the Gaussian readout's sampled positions), so fits
+# in threads equal serial fits.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+def _seed_module_generators(module: torch.nn.Module, seed: int, device: torch.device) -> None:
+    """Give every submodule that samples in training (``generator`` attribute) its own."""
+    for index, submodule in enumerate(module.modules()):
+        if hasattr(submodule, "generator"):
+            generator = torch.Generator(device=device)
+            submodule.generator = generator.manual_seed(seed + index)
 
 
 def _selection_loss(history) -> float:
@@ -174,6 +191,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """Expose readable fitted parameters (``coef_`` ...) after training."""
 
     # -------------------------------------------------------------- fitting
+    @limits_threads
     def fit(self, X, y, sample_weight=None, offset=None):
         """Fit the model by maximum likelihood (plus penalties).
 
@@ -233,7 +251,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
         net, best_loss = None, np.inf
         for seed in seeds:
-            with torch.random.fork_rng(devices=fork_devices):
+            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(seed)
                 predictor = self._build_predictor(X, y_2d, dtype)
                 module = EncodingModule(
@@ -268,7 +286,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                     **params,
                 )
                 candidate.initialize()
-                candidate.partial_fit(make_dataset(inputs, targets, device, dtype), y=None)
+            _seed_module_generators(candidate.module_, seed, device)
+            candidate.partial_fit(make_dataset(inputs, targets, device, dtype), y=None)
             loss = _selection_loss(candidate.history)
             if net is None or loss < best_loss:
                 net, best_loss = candidate, loss
@@ -449,6 +468,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     def _shape_like_y(self, array: np.ndarray) -> np.ndarray:
         return array[:, 0] if self._y_ndim == 1 else array
 
+    @limits_threads
     def predict(self, X, offset=None):
         """Expected response E[y | x] (e.g. spike count per bin).
 
@@ -511,6 +531,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         log_prob = distribution.log_prob(y)
         return log_prob if per_neuron else log_prob.sum(axis=1)
 
+    @limits_threads
     def score(self, X, y, sample_weight=None, offset=None):
         """Mean log-likelihood per sample and neuron, in nats (higher is better).
 

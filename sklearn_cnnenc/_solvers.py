@@ -610,6 +610,11 @@ class BatchedFISTA(_BatchedOptimizer):
     is too small to be computed accurately, ``f(x) - f(v) - g(v).(x - v)`` is
     replaced by its trapezoid estimate ``(g(x) - g(v)).(x - v) / 2`` (as TFOCS,
     Becker, Candès & Grant 2011, does).
+    The momentum restarts when the objective rises by more than
+    ``1024 * eps * |f|``: a rise at rounding level is noise, and the last bits
+    of ``f`` differ between BLAS kernels (batch size, thread count, CPU), so an
+    exact comparison would let that noise decide restarts near the optimum and
+    make a problem's solution depend on the batch it is solved in.
     ``step(closure)`` returns the final per-problem objective (L1 included) and
     fills ``self.state`` like :class:`BatchedLBFGS`, plus ``"step_size"``
     (tensor of shape (K,)).
@@ -690,7 +695,9 @@ class BatchedFISTA(_BatchedOptimizer):
         """
         layout, opt = self._layout_and_options()
         tol = opt["tol"]
-        backtrack_tol = torch.finfo(layout.dtype).eps ** 0.5
+        eps = torch.finfo(layout.dtype).eps
+        backtrack_tol = eps**0.5
+        restart_tol = 1024 * eps
         nonsmooth = layout.nonsmooth
         n_problems, device = layout.n_problems, layout.device
 
@@ -763,7 +770,9 @@ class BatchedFISTA(_BatchedOptimizer):
                 active = active & ~pending
 
             objective_new = f_new + penalty(x_new)
-            restart = objective_new > objective
+            restart = objective_new - objective > restart_tol * torch.maximum(
+                objective.abs(), objective_new.abs()
+            )
             momentum_next = 0.5 * (1 + torch.sqrt(1 + 4 * momentum**2))
             beta = torch.where(restart, 0.0, (momentum - 1) / momentum_next)
             momentum = torch.where(restart, 1.0, momentum_next)

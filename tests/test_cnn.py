@@ -86,6 +86,9 @@ def test_cnn_beats_glm_on_complex_cells_and_approaches_the_oracle(v1, cnn):
     )
 
 
+# LN restarts on benchmark-sized data (2+ min on a loaded 2-core machine): slow;
+# the GLM and oracle comparison stays in the default run
+@pytest.mark.slow
 def test_cnn_beats_ln_model_on_complex_cells(v1, cnn):
     from sklearn_cnnenc import LNModel
 
@@ -218,6 +221,7 @@ def _windows(stimulus, length):
     return view[:, None, :]
 
 
+@pytest.mark.slow  # 40 epochs on 4500 windows; the time-series fixture tests stay
 def test_causal_cnn_learns_a_temporal_energy_neuron_that_a_glm_cannot():
     stimulus, counts, rate = _temporal_neuron(6000)
     length = 16
@@ -393,6 +397,7 @@ def test_verbose_prints_the_epoch_table(small_images, capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow  # worker processes import torch; tests/test_threads.py fits in parallel threads
 def test_grid_search_over_architectures_in_parallel(small_images):
     X, y = small_images
     search = GridSearchCV(

@@ -43,6 +43,7 @@ def test_grid_search_on_dask_equals_the_serial_search(client, data):
     assert {task["worker"] for task in task_stream.data} <= set(client.scheduler_info()["workers"])
 
 
+@pytest.mark.slow  # CNN fits on two worker processes; the GLM searches stay in the default run
 def test_cnn_grid_search_on_dask_equals_the_serial_search(client):
     images = make_v1_population(n_samples=240, n_simple=2, n_complex=1, image_size=10,
                                 random_state=0)

@@ -14,9 +14,20 @@ EXAMPLES = sorted((REPO / "examples").glob("*.py"))
 
 def test_the_gallery_is_not_empty():
     assert len(EXAMPLES) >= 8
+    assert FAST_EXAMPLE in {path.stem for path in EXAMPLES}
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+# Each run starts a Python process that imports torch and fits models (5-60 s each):
+# the default suite keeps one fast representative, `-m slow` runs them all (and
+# .ci/clean_install.py runs every one in a clean install).
+FAST_EXAMPLE = "quickstart_glm_pipeline"
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(path, id=path.stem,
+                 marks=() if path.stem == FAST_EXAMPLE else pytest.mark.slow)
+    for path in EXAMPLES
+])
 def test_example_runs_in_quick_mode(script, tmp_path, request):
     source = script.read_text()
     assert re.search(r"def main\(quick(: bool)? ?= ?False\)", source), "examples expose main(quick)"

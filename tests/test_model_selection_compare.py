@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from joblib import parallel_config
 from scipy import stats
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
@@ -96,10 +97,13 @@ def test_default_folds_are_contiguous_blocks(data):
                                [r["value"] for r in explicit.scores], rtol=1e-12)
 
 
-def test_parallel_fits_equal_serial_fits(data):
+# worker processes each import torch (~3 s, far more on a busy machine): slow
+@pytest.mark.parametrize("backend", ["threading", pytest.param("loky", marks=pytest.mark.slow)])
+def test_parallel_fits_equal_serial_fits(data, backend):
     models = {"a": PoissonGLM(alpha=1e-3), "b": PoissonGLM(alpha=1.0)}
     serial = compare_models(models, data.X, data.y, cv=KFold(2), verbose=False)
-    parallel = compare_models(models, data.X, data.y, cv=KFold(2), n_jobs=2, verbose=False)
+    with parallel_config(backend=backend):
+        parallel = compare_models(models, data.X, data.y, cv=KFold(2), n_jobs=2, verbose=False)
     np.testing.assert_allclose([r["value"] for r in parallel.scores],
                                [r["value"] for r in serial.scores], rtol=1e-12)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from joblib import Parallel, delayed, parallel_config
 from scipy import stats
 from sklearn.base import clone
@@ -24,6 +25,7 @@ from sklearn.utils.validation import check_consistent_length
 
 from ..glm_cv import PoissonGLMCV
 from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
+from ..utils import compute_threads, limit_threads
 from ._likelihood_ratio import likelihood_ratio_test
 
 __all__ = ["compare_models", "ModelComparison"]
@@ -525,11 +527,17 @@ def compare_models(
              for name in names]
     progress = _Progress(len(tasks), verbose)
 
+    # each worker runs at most cores // n_jobs torch and BLAS threads (computed where it
+    # runs), so workers and their thread pools never oversubscribe the cores
+    workers = 1 if scheduler is not None else n_jobs
+
     def run(name, train, test):
         estimator = None if name == ORACLE else clone(models[name])
-        return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
-                              (oracle_rates, oracle_family, oracle_dispersion),
-                              return_estimators)
+        n_threads = min(torch.get_num_threads(), compute_threads(workers, exclude_busy=False))
+        with limit_threads(n_threads):
+            return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
+                                  (oracle_rates, oracle_family, oracle_dispersion),
+                                  return_estimators)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(

@@ -173,6 +173,18 @@ class GaussianReadout(_Readout):
         self.features = nn.Parameter(
             torch.randn(n_outputs, in_channels, dtype=dtype) * _INIT_SCALE / math.sqrt(in_channels)
         )
+        # positions sampled in training come from this generator (on the module's
+        # device) when set, else from torch's global one; estimators give each fit its own
+        self.generator: torch.Generator | None = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["generator"] = None  # a CUDA generator must not travel to a CPU-only machine
+        return state
+
+    def __setstate__(self, state):
+        state.setdefault("generator", None)  # modules pickled before the attribute existed
+        super().__setstate__(state)
 
     def positions(self) -> torch.Tensor:
         """Mean read-out positions ``(n_outputs, 2)`` as (x, y) in ``[-1, 1]``."""
@@ -181,7 +193,8 @@ class GaussianReadout(_Readout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_4d(x)
         if self.training:
-            noise = torch.randn(self.mu.shape, dtype=self.mu.dtype, device=self.mu.device)
+            noise = torch.randn(self.mu.shape, dtype=self.mu.dtype, device=self.mu.device,
+                                generator=self.generator)
             grid = self.mu + self.sigma * noise
         else:
             grid = self.mu
