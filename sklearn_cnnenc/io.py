@@ -59,13 +59,20 @@ def load_npz(path: str | Path) -> Bunch:
     (4, 2)
     """
     path = _existing_file(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected a .npz archive with X and y.")
+    if not zipfile.is_zipfile(path):
+        # a renamed .npy, a text file, a truncated archive...
+        raise ValueError(
+            f"{path} is not a .npz archive (a zip of arrays, as written by numpy.savez); "
+            "save X and y with numpy.savez(path, X=X, y=y)."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in ("X", "y", "groups")
                       if name in archive.files}
             files = sorted(archive.files)
-    except (ValueError, OSError, zipfile.BadZipFile, AttributeError) as error:
-        # a plain .npy (AttributeError: no .files), a truncated zip, a text file...
+    except (ValueError, OSError, zipfile.BadZipFile, AttributeError, EOFError) as error:
         raise ValueError(f"{path} is not a readable .npz archive ({error}).") from error
     missing = [name for name in ("X", "y") if name not in arrays]
     if missing:
@@ -74,6 +81,16 @@ def load_npz(path: str | Path) -> Bunch:
             "(expected X: stimuli, y: responses, optional groups)."
         )
     X, y, groups = arrays["X"], arrays["y"], arrays.get("groups")
+    for name, array in (("X", X), ("y", y), ("groups", groups)):
+        if array is not None and array.ndim == 0:
+            raise ValueError(
+                f"{name} in {path} is a 0-d array (a single value); expected one entry per "
+                "sample along the first axis."
+            )
+        if name != "groups" and array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} in {path} has dtype {array.dtype}; expected numbers.")
+    if len(X) == 0:
+        raise ValueError(f"X in {path} has no samples (shape {X.shape}).")
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
     if groups is not None and len(groups) != len(y):
@@ -347,7 +364,14 @@ def load_model(path: str | Path):
             header = None
         if not isinstance(header, dict) or header.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a model saved by sklearn_cnnenc.io.save_model.")
-        saved, current = header["versions"], _versions()
+        saved, current = header.get("versions"), _versions()
+        if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(package), str) for package in current
+        ):
+            raise ValueError(
+                f"{path} has a damaged header: it lacks the versions of {sorted(current)} "
+                "recorded by save_model; refit and save the model again."
+            )
         for package in ("sklearn_cnnenc", "scikit-learn", "torch"):
             if _minor(saved[package]) != _minor(current[package]):
                 raise ValueError(
@@ -355,8 +379,14 @@ def load_model(path: str | Path):
                     f"is installed; install {package}=={saved[package]} to load it, or refit."
                 )
         try:
-            return joblib.load(handle)
+            model = joblib.load(handle)
         except Exception as error:  # unpickling raises many types
             raise ValueError(
                 f"{path} could not be loaded ({type(error).__name__}: {error})."
             ) from error
+    if not (hasattr(model, "fit") and hasattr(model, "get_params")):
+        raise TypeError(
+            f"{path} holds a {type(model).__name__}, not an estimator; expected a model "
+            "saved by sklearn_cnnenc.io.save_model."
+        )
+    return model

@@ -238,8 +238,15 @@ def raised_cosine_basis(
     >>> basis.shape, float(basis[0, 0])
     ((30, 4), 1.0)
     """
+    for name, value in (("n_basis", n_basis), ("window", window)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    if log_scaling and not (isinstance(offset, Real) and np.isfinite(offset) and offset > 0):
+        raise ValueError(f"offset must be a finite number > 0; got {offset!r}.")
     lags = np.arange(window, dtype=float)
-    u = np.log(lags + offset) if log_scaling else lags
+    # log1p(lags / offset) = log(lags + offset) - log(offset): the same bumps, without
+    # losing the lags to rounding when the offset is large (1e16 + 1 == 1e16)
+    u = np.log1p(lags / offset) if log_scaling else lags
     spacing = (u[-1] - u[0]) / (n_basis + 1) if window > 1 else 1.0
     centres = u[0] + spacing * np.arange(n_basis)
     phase = (u[:, None] - centres[None, :]) * np.pi / (2 * spacing)

@@ -49,6 +49,7 @@ __all__ = [
     "NegativeLogLikelihood",
     "EncoderNet",
     "LRScheduler",
+    "DivergenceCheck",
 ]
 
 
@@ -110,6 +111,70 @@ class LRScheduler(_SkorchLRScheduler):
         state = self.__dict__.copy()
         state.pop("lr_scheduler_", None)
         return state
+
+
+class DivergenceCheck(Callback):
+    """Warn, and stop training, when the training loss diverges.
+
+    Training diverged when an epoch's training loss is not finite, or
+    exceeds the loss of the initial model (the first training batch, scored
+    before any update) by more than ``tolerance`` times its magnitude (at
+    least 1): a learning rate that is far too large, typically. A
+    :class:`~sklearn.exceptions.ConvergenceWarning` names the epoch and the
+    losses; with ``stop=True`` training ends there, as early stopping would.
+
+    Parameters
+    ----------
+    tolerance : float, default=10.0
+        How many times the initial loss's magnitude the loss may grow by.
+    stop : bool, default=True
+        End training at the first diverged epoch (else only warn, once).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn_cnnenc import CNNEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.random((64, 1, 10, 10)), rng.poisson(1.0, (64, 2)).astype(float)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = CNNEncoder(lr=1e3, max_epochs=5, channels=4, kernel_size=(5, 3),
+    ...                        device="cpu", random_state=0).fit(X, y)
+    >>> any("diverged" in str(w.message) for w in caught)
+    True
+    """
+
+    def __init__(self, tolerance: float = 10.0, stop: bool = True):
+        self.tolerance = tolerance
+        self.stop = stop
+
+    def initialize(self):
+        self.warned_ = False
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        history = net.history
+        if self.warned_ or not len(history) or "train_loss" not in history[-1]:
+            return
+        loss = float(history[-1, "train_loss"])
+        batches = history[0, "batches"]
+        initial = next((float(b["train_loss"]) for b in batches if "train_loss" in b), np.nan)
+        limit = initial + self.tolerance * max(abs(initial), 1.0)
+        if np.isfinite(loss) and not (np.isfinite(limit) and loss > limit):
+            return
+        self.warned_ = True
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(
+            f"Training diverged at epoch {len(history)}: training loss {loss:.4g} against "
+            f"{initial:.4g} for the initial model. Lower the learning rate (lr)"
+            + ("; training stopped." if self.stop else "."),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        if self.stop:
+            raise KeyboardInterrupt  # how skorch callbacks end training (as EarlyStopping)
 
 
 class TensorDataset(torch.utils.data.Dataset):
