@@ -63,7 +63,7 @@ def test_load_npz_renamed_npy(tmp_path):
     np.save(tmp_path / "data.npy", X_FLAT)
     path = tmp_path / "data.npz"
     (tmp_path / "data.npy").rename(path)
-    with pytest.raises(ValueError, match="not a .npz archive"):
+    with pytest.raises(ValueError, match="not a readable .npz archive"):
         cnnenc_io.load_npz(path)
 
 
