@@ -209,3 +209,52 @@ def test_cnn_padding_larger_than_the_kernel_is_refused(input_type, shape):
                        input_type=input_type, device="cpu")
     with pytest.raises(ValueError, match="padding=1000 is larger than the kernel span"):
         model.fit(X, Y_COUNTS[:16])
+
+
+# --- the command line: one line, exit status 2, no traceback -------------------------
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    from sklearn_cnnenc.datasets import make_glm_data
+
+    data = make_glm_data(n_samples=120, n_features=4, n_neurons=2, random_state=0)
+    files = {name: tmp_path / f"{name}.npz" for name in ("good", "empty", "nan_X", "negative")}
+    np.savez(files["good"], X=data.X, y=data.y)
+    files["empty"].write_bytes(b"")
+    X_nan = data.X.copy()
+    X_nan[3, 1] = np.nan
+    np.savez(files["nan_X"], X=X_nan, y=data.y)
+    y_negative = data.y.copy()
+    y_negative[5, 0] = -1
+    np.savez(files["negative"], X=data.X, y=y_negative)
+    header = {"format": "sklearn-cnnenc-model", "versions": cnnenc_io._versions()}
+    files["list_model"] = _model_file(tmp_path / "list.joblib", header, [1, 2])
+    return files
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--data", "{empty}"], "is empty (0 bytes)"),
+        (["fit", "--data", "{good}", "--param", "device=mps"], "device='mps' is not supported"),
+        (["predict", "--data", "{good}", "--model", "{list_model}"], "holds a list"),
+        (["compare", "--data", "{nan_X}", "--models", "glm,ln", "--cv", "2"], "NaN"),
+        (["compare", "--data", "{negative}", "--models", "glm", "--cv", "2"], "negative"),
+        (["compare", "--data", "{good}", "--models", "glm", "--cv", "2", "--device", "tpu"],
+         "Unknown device 'tpu'"),
+        (["compare", "--data", "{good}", "--models", "cnn", "--cv", "2", "--input-shape",
+          "1,3,3"], "has 9 values but each sample of X has 4"),
+    ],
+    ids=["empty-npz", "mps", "list-model", "nan-X", "negative-counts", "tpu", "input-shape"],
+)
+def test_cli_bad_input_is_one_line_with_status_2(cli_files, tmp_path, capsys, argv, message):
+    from sklearn_cnnenc.cli import main
+
+    argv = [arg.format(**cli_files) for arg in argv] + (
+        ["--out", str(tmp_path / "out")] if argv[0] != "predict" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().split("\n")
+    assert err[-1].startswith("cnnenc: error: ") and message in err[-1], err[-1]
+    assert "fits failed" not in err[-1]
+    assert not any("Traceback" in line for line in err)

@@ -122,6 +122,10 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
     train_mean = y_2d[train].mean(axis=0)
+    if np.all(y_2d >= 0):
+        # a unit without training spikes (SilentUnitWarning) gets a null rate of half a
+        # spike per training fold, not 0, which would make every held-out spike impossible
+        train_mean = np.where(train_mean > 0, train_mean, 0.5 / len(train))
     start = time.perf_counter()
     model = params = None
     if name != ORACLE:
