@@ -258,3 +258,25 @@ def test_cli_bad_input_is_one_line_with_status_2(cli_files, tmp_path, capsys, ar
     assert err[-1].startswith("cnnenc: error: ") and message in err[-1], err[-1]
     assert "fits failed" not in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+# --- data sets ----------------------------------------------------------------------
+
+
+def test_recordings_read_cnnenc_data_dir_or_say_it_is_unset(monkeypatch, tmp_path):
+    from sklearn_cnnenc.datasets import load_grasshopper_auditory, load_hippocampus_linear_track
+
+    monkeypatch.delenv("CNNENC_DATA_DIR", raising=False)
+    for loader in (load_grasshopper_auditory, load_hippocampus_linear_track):
+        with pytest.raises(FileNotFoundError, match=r"\$CNNENC_DATA_DIR is not set"):
+            loader()
+    monkeypatch.setenv("CNNENC_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="holds no grasshopper-auditory/"):
+        load_grasshopper_auditory()
+
+
+def test_grasshopper_recording_from_cnnenc_data_dir(monkeypatch, shared_data_dir):
+    from sklearn_cnnenc.datasets import load_grasshopper_auditory
+
+    monkeypatch.setenv("CNNENC_DATA_DIR", str(shared_data_dir))
+    assert int(load_grasshopper_auditory().counts.sum()) == 929
