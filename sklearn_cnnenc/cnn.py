@@ -23,7 +23,7 @@ from .nn import (
     make_readout,
 )
 from .nn.cores import _is_int, resolve_architecture
-from .training import DivergenceCheck, LRScheduler, ValidationSplit
+from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
 
 __all__ = ["CNNEncoder"]
 
@@ -568,6 +568,7 @@ class CNNEncoder(BaseEncoder):
                 ),
             ),
             ("divergence_check", DivergenceCheck()),
+            ("progress", EpochProgress()),
         ]
         if split is not None:
             callbacks.append(

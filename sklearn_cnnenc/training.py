@@ -26,6 +26,8 @@ behaviour only through its documented extension points:
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 
@@ -50,6 +52,7 @@ __all__ = [
     "EncoderNet",
     "LRScheduler",
     "DivergenceCheck",
+    "EpochProgress",
 ]
 
 
@@ -175,6 +178,47 @@ class DivergenceCheck(Callback):
         )
         if self.stop:
             raise KeyboardInterrupt  # how skorch callbacks end training (as EarlyStopping)
+
+
+class EpochProgress(Callback):
+    """One self-overwriting line per epoch on stderr, only when it is a terminal.
+
+    Long fits are otherwise silent: the line shows the epoch, the training
+    (and validation) loss and the elapsed time. Nothing is written when
+    stderr is not a TTY (files, pipes, tests, worker processes), nor when
+    the net prints its own table (``verbose > 0``).
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.training import EpochProgress
+    >>> EpochProgress().initialize().active_
+    False
+    """
+
+    def initialize(self):
+        stream = sys.stderr
+        self.active_ = bool(getattr(stream, "isatty", lambda: False)())
+        self.start_ = time.perf_counter()
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.active_ = self.active_ and not getattr(net, "verbose", 0)
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self.active_:
+            return
+        row = net.history[-1]
+        line = f"\r  epoch {row['epoch']}/{net.max_epochs}  train loss {row['train_loss']:.4g}"
+        if "valid_loss" in row:
+            line += f"  valid loss {row['valid_loss']:.4g}"
+        sys.stderr.write(f"{line}  ({time.perf_counter() - self.start_:.0f} s)   ")
+        sys.stderr.flush()
+
+    def on_train_end(self, net, **kwargs):
+        if self.active_:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+            sys.stderr.flush()
 
 
 class TensorDataset(torch.utils.data.Dataset):
