@@ -298,13 +298,6 @@ def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: 
     raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
 
 
-def _lags_in_time_order(X_lagged: np.ndarray, n_lags: int) -> np.ndarray:
-    """TimeLagger's lag-major columns (lag 0 first) as (n, channels, n_lags), oldest first."""
-    n_samples = len(X_lagged)
-    windows = X_lagged.reshape(n_samples, n_lags, -1)[:, ::-1, :]
-    return np.ascontiguousarray(windows.transpose(0, 2, 1)).reshape(n_samples, -1)
-
-
 def _design(args, require_y: bool = True, lazy: bool = False):
     """The one reading of a data file shared by fit, compare and predict.
 
@@ -315,7 +308,7 @@ def _design(args, require_y: bool = True, lazy: bool = False):
     from sklearn.utils import Bunch
 
     from .data import LazyArray
-    from .preprocessing import TimeLagger
+    from .preprocessing import TimeLagger, lags_to_windows
 
     data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y)
     n_lags = getattr(args, "n_lags", None)
@@ -339,7 +332,7 @@ def _design(args, require_y: bool = True, lazy: bool = False):
             raise ValueError(f"--input-shape {args.input_shape} does not match --n-lags "
                              f"{n_lags} on {signals.shape[1]} signal(s): expected "
                              f"{','.join(map(str, input_shape))}.")
-        X_cnn = _lags_in_time_order(X_flat, n_lags)
+        X_cnn = lags_to_windows(X_flat, n_lags)
     else:
         input_shape = _input_shape(X, args.input_shape, input_type)
         X_flat = X.reshape(len(X), -1)

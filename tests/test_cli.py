@@ -207,12 +207,11 @@ def test_n_lags_fits_the_stimulus_history(tmp_path, capsys):
 
 
 def test_lagged_windows_reach_the_cnn_oldest_first():
-    from sklearn_cnnenc.cli import _lags_in_time_order
-    from sklearn_cnnenc.preprocessing import TimeLagger
+    from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows
 
     signals = np.arange(20.0).reshape(10, 2)
     lagged = TimeLagger(n_lags=3).fit_transform(signals)
-    windows = _lags_in_time_order(lagged, 3).reshape(10, 2, 3)
+    windows = lags_to_windows(lagged, 3).reshape(10, 2, 3)
     # row 5: channel 0 saw 6, 8, 10 (bins 3, 4, 5), oldest first; channel 1 7, 9, 11
     np.testing.assert_array_equal(windows[5], [[6, 8, 10], [7, 9, 11]])
 
