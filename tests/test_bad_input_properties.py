@@ -49,6 +49,7 @@ METRICS = {name: value for name, value in _public(metrics, inspect.isfunction).i
 X_FLAT, Y_COUNTS = RNG.random((24, 6)), RNG.poisson(1.0, (24, 2)).astype(float)
 RECIPES = {
     "PoissonGLM": lambda: sklearn_cnnenc.PoissonGLM(max_iter=20),
+    "PoissonGLMCV": lambda: sklearn_cnnenc.PoissonGLMCV(alphas=[0.1, 1.0], cv=2, max_iter=20),
     "LNModel": lambda: sklearn_cnnenc.LNModel(max_iter=10, n_init=1, random_state=0),
     "CNNEncoder": lambda: sklearn_cnnenc.CNNEncoder(
         input_shape=(1, 6), input_type="time_series", max_epochs=1, channels=2,
