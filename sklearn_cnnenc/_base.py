@@ -108,24 +108,48 @@ def resolve_device(device: str) -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu'; got {type(device).__name__}.")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = _available_devices()
     try:
         resolved = torch.device(device)
-    except RuntimeError as error:
+    except RuntimeError:
         raise ValueError(
-            f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
-        ) from error
+            f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto' "
+            f"(available here: {available})."
+        ) from None
+    if resolved.type not in ("cpu", "cuda"):
+        # mps, xpu, meta, hpu...: torch knows the name but the library's fits
+        # (float64 solvers, CUDA random generators) support only CPU and CUDA
+        raise ValueError(
+            f"device={device!r} is not supported: sklearn-cnnenc runs on 'cpu' or "
+            f"'cuda[:N]' (available here: {available})."
+        )
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available here "
+                f"(available: {available})."
+            )
         n_gpus = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= n_gpus:
             raise ValueError(
                 f"device={device!r} was requested but this machine has {n_gpus} GPU(s), "
-                f"numbered 0 to {n_gpus - 1}."
+                f"numbered 0 to {n_gpus - 1} (available: {available})."
             )
     return resolved
+
+
+def _available_devices() -> str:
+    """The devices this machine offers, for error messages: 'cpu, cuda:0, cuda:1'."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return ", ".join(names)
 
 
 class BaseEncoder(RegressorMixin, BaseEstimator):

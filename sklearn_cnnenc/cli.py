@@ -11,13 +11,16 @@
 ``cnnenc fit`` / ``cnnenc predict``
     Fit one model and save it (versions recorded); predict on new stimuli.
 
-Every error is reported on one line (``cnnenc: error: ...``, exit status 2).
+All commands read data the same way (``--input-shape``, ``--input-type``,
+``--n-lags``). Every error is reported on one line (``cnnenc: error: ...``,
+exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 import time
 import warnings
@@ -25,46 +28,145 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["glm_alpha_grid", "main"]
 
 MODEL_NAMES = ("glm", "ln", "cnn")
 
 
+def glm_alpha_grid(X, y, *, l1_ratio: float = 0.0, n_alphas: int = 9,
+                   decades: float = 4.0) -> list[float]:
+    """A penalty grid for :class:`~sklearn_cnnenc.PoissonGLM` scaled to the data.
+
+    From ``alpha_max``, the smallest penalty that sets every coefficient of
+    every neuron to zero (for ridge, ``l1_ratio=0``, that of an elastic net
+    with ``l1_ratio=1e-3``, as glmnet does), down ``decades`` decades in
+    ``n_alphas`` log-spaced steps. At the zero-coefficient solution the
+    gradient of the mean negative log-likelihood is ``X_c.T (y - ybar) / n``
+    for the canonical link, so ``alpha_max = max |X_c.T (y - ybar)| / (n rho)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+    l1_ratio : float, default=0.0
+    n_alphas : int, default=9
+    decades : float, default=4.0
+
+    Returns
+    -------
+    alphas : list of float
+        Decreasing, ``alphas[0] = alpha_max``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc.cli import glm_alpha_grid
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5))
+    >>> y = rng.poisson(np.exp(X[:, 0] * 0.5))
+    >>> alphas = glm_alpha_grid(X, y)
+    >>> len(alphas), round(alphas[0] / alphas[-1])
+    (9, 10000)
+    """
+    from sklearn.utils.validation import check_array
+
+    X = check_array(X, dtype=float, input_name="X")
+    y = check_array(np.asarray(y, dtype=float).reshape(len(X), -1), input_name="y")
+    if not (isinstance(n_alphas, int) and n_alphas >= 1):
+        raise ValueError(f"n_alphas must be an integer >= 1; got {n_alphas!r}.")
+    if not decades > 0:
+        raise ValueError(f"decades must be positive; got {decades!r}.")
+    gradient = np.abs((X - X.mean(axis=0)).T @ (y - y.mean(axis=0))) / len(X)
+    alpha_max = float(np.max(gradient)) / max(l1_ratio, 1e-3)
+    if not alpha_max > 0:
+        raise ValueError("X and y are uncorrelated or constant: no penalty grid can be scaled.")
+    return [float(a) for a in alpha_max * np.logspace(0, -decades, n_alphas)]
+
+
 def _build_models(names, input_shape, device, quick, random_state=0,
-                  glm_alphas=(0.3, 1.0, 3.0), input_type="auto", grouped=False) -> dict:
+                  glm_alphas=(0.3, 1.0, 3.0), input_type="auto", grouped=False,
+                  n_lags=None, grids=None) -> dict:
     """Each named model wrapped in a small search (nested CV in compare_models); the GLM
     searches its alphas with PoissonGLMCV's batched path."""
     from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
     from . import CNNEncoder, LNModel, PoissonGLMCV
+    from .model_selection import BlockedKFold
 
-    # with groups (trials, sessions) the inner folds keep each group together too
-    inner = GroupKFold(2) if grouped else KFold(2)
+    # with groups (trials, sessions) the inner folds keep each group together too;
+    # lagged designs keep the lag window between inner training and test blocks
+    if grouped:
+        inner = GroupKFold(2)
+    elif n_lags:
+        inner = BlockedKFold(2, gap=n_lags)
+    else:
+        inner = KFold(2)
+    # every search reports the first failed fit (bad data, a bad device), not
+    # "All the 8 fits failed"
+    search = {"cv": inner, "error_score": "raise"}
     # Grids sized for a few thousand samples of a few hundred pixels: stimulus
     # pixels are many and natural images heavy-tailed, so the GLM needs a strong
     # ridge, and softplus links keep held-out rates of the LN model finite.
-    factories = {
+    alphas = list(glm_alphas[-2:] if quick else glm_alphas) if glm_alphas is not None else None
+    models = {
         # one batched, warm-started path over the alphas instead of a grid search
-        "glm": lambda: PoissonGLMCV(
-            alphas=list(glm_alphas[-2:] if quick else glm_alphas), cv=inner, device=device),
-        "ln": lambda: GridSearchCV(
-            LNModel(n_filters=2, link="softplus", alpha=0.1, n_init=2, max_iter=300,
-                    device=device, random_state=random_state),
-            {"nonlinearity": ["softplus", "square"]}, cv=inner),
-        "cnn": lambda: GridSearchCV(
-            CNNEncoder(input_shape=input_shape, input_type=input_type, device=device,
-                       random_state=random_state, max_epochs=15 if quick else 30),
-            {"channels": [8] if quick else [8, 16]}, cv=inner),
+        "glm": (PoissonGLMCV(alphas=alphas, cv=inner, device=device), None),
+        "ln": (LNModel(n_filters=2, link="softplus", alpha=0.1, n_init=2, max_iter=300,
+                       device=device, random_state=random_state),
+               {"nonlinearity": ["softplus", "square"]}),
+        "cnn": (CNNEncoder(input_shape=input_shape, input_type=input_type, device=device,
+                           random_state=random_state, max_epochs=15 if quick else 30),
+                {"channels": [8] if quick else [8, 16]}),
     }
-    unknown = [name for name in names if name not in factories]
+    unknown = [name for name in names if name not in models]
     if unknown:
         raise ValueError(f"Unknown model(s) {unknown}; choose among {list(MODEL_NAMES)}.")
-    return {name: factories[name]() for name in names}
+    for name, overrides in (grids or {}).items():
+        if name not in names:
+            raise ValueError(f"--grid {name}:...: {name!r} is not among the compared models "
+                             f"{names}.")
+        estimator, grid = models[name]
+        if grid is None:  # the GLM's path: its alphas (and l1_ratios) are the grid
+            renamed = {"alpha": "alphas", "l1_ratio": "l1_ratio"}
+            for param in overrides:
+                if param not in renamed:
+                    raise ValueError(f"--grid glm:{param}=...: the GLM's path searches alpha "
+                                     "and l1_ratio only; has no parameter "
+                                     f"{param!r} to search.")
+            estimator.set_params(**{renamed[k]: v for k, v in overrides.items()})
+            continue
+        valid = estimator.get_params()
+        for param in overrides:
+            if param not in valid:
+                raise ValueError(f"--grid {name}:{param}=...: {type(estimator).__name__} "
+                                 f"has no parameter {param!r}.")
+        models[name] = (estimator, {**grid, **overrides})
+    return {name: estimator if grid is None else GridSearchCV(estimator, grid, **search)
+            for name, (estimator, grid) in models.items() if name in names}
 
 
-def _print_table(results, out=None) -> None:
+def _parse_grids(items: list[str]) -> dict:
+    """``["glm:alpha=1e-2,1,100"]`` -> ``{"glm": {"alpha": [0.01, 1, 100]}}``."""
+    grids: dict = {}
+    for item in items:
+        name, colon, rest = item.partition(":")
+        param, equals, values = rest.partition("=")
+        if not (colon and equals and name.strip() and param.strip() and values.strip()):
+            raise ValueError(f"--grid {item!r}: expected MODEL:PARAM=V1,V2,... "
+                             "(e.g. glm:alpha=1e-2,1,100).")
+        parsed = []
+        for value in values.split(","):
+            try:
+                parsed.append(ast.literal_eval(value.strip()))
+            except (ValueError, SyntaxError):
+                parsed.append(value.strip())
+        grids.setdefault(name.strip(), {})[param.strip()] = parsed
+    return grids
+
+
+def _print_table(results, out=None, average="uniform") -> None:
     out = out or sys.stdout
-    rows = results.summary()
+    rows = results.summary(average=average)
     has_oracle = "fraction_of_oracle" in rows[0]
     header = f"{'model':<10} {'held-out LL/bin':>16} {'bits/spike (mean ± sem)':>25}"
     if has_oracle:
@@ -116,7 +218,7 @@ def _demo(args) -> int:
     from sklearn.model_selection import KFold
 
     from .datasets import make_v1_population
-    from .model_selection import compare_models
+    from .model_selection import GridEdgeWarning, compare_models
 
     n_samples = 900 if args.quick else 3000
     data = make_v1_population(n_samples=n_samples, n_simple=4, n_complex=4, image_size=16,
@@ -131,6 +233,8 @@ def _demo(args) -> int:
     with warnings.catch_warnings():
         # the demo caps the non-convex LN fits at 300 iterations on purpose
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # and its grids are two values around known-good settings (quick) on purpose
+        warnings.simplefilter("ignore", GridEdgeWarning)
         results = compare_models(models, X, data.y, cv=KFold(3), n_jobs=args.n_jobs,
                                  oracle_rates=data.mean, verbose=True, return_estimators=True)
     print(f"\nHeld-out comparison ({time.perf_counter() - start:.0f} s):\n")
@@ -175,17 +279,71 @@ def _demo_figures(results, data, X, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _load_data(path: str, stimulus: str | None, bin_s: float | None):
+def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: bool = True):
     from .io import load_hdf5, load_npz, load_nwb
 
     suffix = Path(path).suffix.lower()
+    if suffix in (".npz", ".h5", ".hdf5"):
+        given = [flag for flag, value in (("--stimulus", stimulus), ("--bin-s", bin_s))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} apply to NWB files only; {path} is a "
+                             f"{suffix} whose X and y are used as they are.")
     if suffix == ".npz":
-        return load_npz(path)
+        return load_npz(path, require_y=require_y)
     if suffix in (".h5", ".hdf5"):
         return load_hdf5(path)
     if suffix == ".nwb":
         return load_nwb(path, stimulus=stimulus, bin_s=bin_s)
     raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
+
+
+def _design(args, require_y: bool = True, lazy: bool = False):
+    """The one reading of a data file shared by fit, compare and predict.
+
+    Returns the flat design ``X`` (lagged with ``--n-lags``), ``y`` (None for
+    predict without responses), ``groups``, and the CNN's input shape, input
+    type and flat input (``X_cnn``: with lags, each row a window oldest first).
+    """
+    from sklearn.utils import Bunch
+
+    from .data import LazyArray
+    from .preprocessing import TimeLagger, lags_to_windows
+
+    data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y)
+    n_lags = getattr(args, "n_lags", None)
+    # a CNN alone streams an HDF5 stimulus set; GLM and LN models read it in
+    X = data.X if lazy and n_lags is None and isinstance(data.X, LazyArray) else np.asarray(
+        data.X, dtype=float)
+    input_type = args.input_type
+    if n_lags is not None:
+        if n_lags < 1:
+            raise ValueError(f"--n-lags must be a positive integer; got {n_lags}.")
+        if X.ndim > 2:
+            raise ValueError(f"--n-lags needs a 1-D stimulus (one or a few signals per time "
+                             f"bin); X has shape {X.shape}.")
+        signals = X.reshape(len(X), -1)
+        X_flat = TimeLagger(n_lags=n_lags).fit_transform(signals)
+        if input_type == "image":
+            raise ValueError("--n-lags builds a time series; --input-type image does not apply.")
+        input_type = "time_series"
+        input_shape = (signals.shape[1], n_lags)
+        if args.input_shape and _input_shape(X, args.input_shape, input_type) != input_shape:
+            raise ValueError(f"--input-shape {args.input_shape} does not match --n-lags "
+                             f"{n_lags} on {signals.shape[1]} signal(s): expected "
+                             f"{','.join(map(str, input_shape))}.")
+        X_cnn = lags_to_windows(X_flat, n_lags)
+    else:
+        input_shape = _input_shape(X, args.input_shape, input_type)
+        X_flat = X.reshape(len(X), -1)
+        if input_shape is not None and int(np.prod(input_shape)) != X_flat.shape[1]:
+            raise ValueError(f"--input-shape {','.join(map(str, input_shape))} has "
+                             f"{int(np.prod(input_shape))} values but each sample of X has "
+                             f"{X_flat.shape[1]}.")
+        X_cnn = X_flat
+    y = None if data.get("y") is None else np.asarray(data.y, dtype=float)
+    return Bunch(X=X_flat, X_cnn=X_cnn, y=y, groups=data.get("groups"),
+                 input_shape=input_shape, input_type=input_type, n_lags=n_lags)
 
 
 def _input_shape(X: np.ndarray, given: str | None, input_type: str):
@@ -207,30 +365,57 @@ def _input_shape(X: np.ndarray, given: str | None, input_type: str):
 def _compare(args) -> int:
     from sklearn.model_selection import GroupKFold, KFold
 
-    from .data import LazyArray
-    from .model_selection import compare_models
+    from .model_selection import BlockedKFold, compare_models
 
-    data = _load_data(args.data, args.stimulus, args.bin_s)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
-    # a CNN alone streams an HDF5 stimulus set; GLM and LN models read it in
-    X = data.X if isinstance(data.X, LazyArray) and names == ["cnn"] else np.asarray(
-        data.X, dtype=float)
-    input_shape = _input_shape(X, args.input_shape, args.input_type)
-    X_flat = X.reshape(len(X), -1)
-    if "cnn" in names and input_shape is None:
+    data = _design(args, lazy=names == ["cnn"])
+    if "cnn" in names and data.input_shape is None:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
+    if "cnn" in names and data.n_lags and len(names) > 1:
+        raise ValueError("with --n-lags, compare the cnn separately (--models cnn): its "
+                         "windows are in time order, the other models read lagged columns.")
     grouped = data.groups is not None
-    models = _build_models(names, input_shape, args.device, quick=False,
-                           glm_alphas=(1e-3, 1e-2, 0.1, 1.0), input_type=args.input_type,
-                           grouped=grouped)
-    cv = GroupKFold(args.cv) if grouped else KFold(args.cv)
-    results = compare_models(models, X_flat, data.y, cv=cv, n_jobs=args.n_jobs,
-                             groups=data.groups, scheduler=args.scheduler, verbose=True)
+    grids = _parse_grids(args.grid)
+    # the GLM's built-in grid is scaled to the data, so that it brackets the optimum
+    alphas = glm_alpha_grid(data.X, data.y) if "glm" in names else None
+    models = _build_models(names, data.input_shape, args.device, quick=False,
+                           glm_alphas=alphas, input_type=data.input_type,
+                           grouped=grouped, n_lags=data.n_lags, grids=grids)
+    if grouped:
+        cv = GroupKFold(args.cv)
+    elif data.n_lags:
+        cv = BlockedKFold(args.cv, gap=data.n_lags)
+    else:
+        cv = KFold(args.cv)
+    X = data.X_cnn if names == ["cnn"] else data.X
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = compare_models(models, X, data.y, cv=cv, n_jobs=args.n_jobs,
+                                 groups=data.groups, scheduler=args.scheduler, verbose=True)
+    # compare_models summarises convergence, grid-edge and silent-unit problems per
+    # model after its progress bar: one line each here
+    notes = []
+    for warning in caught:
+        if _is_summary(warning):
+            notes.append(f"note: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     print()
-    _print_table(results)
+    for note in notes:
+        print(note, file=sys.stderr)
+    _print_table(results, average=args.average)
     paths = _write_outputs(results, Path(args.out))
     print(f"\nWrote {len(paths)} files to {args.out}/")
     return 0
+
+
+def _is_summary(warning) -> bool:
+    from sklearn.exceptions import ConvergenceWarning
+
+    from .model_selection import GridEdgeWarning, SilentUnitWarning
+
+    return issubclass(warning.category, ConvergenceWarning | GridEdgeWarning | SilentUnitWarning)
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -253,33 +438,42 @@ def _fit(args) -> int:
     classes = {"glm": PoissonGLM, "ln": LNModel, "cnn": CNNEncoder}
     if args.model not in classes:
         raise ValueError(f"Unknown model {args.model!r}; choose among {list(classes)}.")
-    data = _load_data(args.data, args.stimulus, args.bin_s)
+    data = _design(args)
     params = _parse_params(args.param)
-    if args.input_type is not None:
-        if args.model != "cnn":
-            raise ValueError("--input-type applies to --model cnn only.")
-        params.setdefault("input_type", args.input_type)
+    X = data.X
+    if args.model == "cnn":
+        if data.input_shape is None and "input_shape" not in params:
+            raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
+        params.setdefault("input_shape", data.input_shape)
+        params.setdefault("input_type", data.input_type)
+        X = data.X_cnn
     model = classes[args.model](**params)
-    model.fit(data.X, data.y)
+    model.fit(X, data.y)
     path = save_model(model, args.out)
-    print(f"Fitted {model!r}; training log-likelihood {model.score(data.X, data.y):.4f} "
+    print(f"Fitted {model!r}; training log-likelihood {model.score(X, data.y):.4f} "
           f"nats/bin; saved to {path}")
     return 0
 
 
 def _predict(args) -> int:
+    from . import CNNEncoder
     from .io import load_model
 
     model = load_model(args.model)
-    data = _load_data(args.data, args.stimulus, args.bin_s)
-    prediction = model.predict(data.X)
+    data = _design(args, require_y=False)
+    X = data.X_cnn if isinstance(model, CNNEncoder) else data.X
+    prediction = model.predict(X)
     np.savez(args.out, y_pred=prediction)
     print(f"Predicted {prediction.shape} responses; saved y_pred to {args.out}")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnenc", description=__doc__.split("\n\n")[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="cnnenc",
+                                     description=_plain(__doc__.split("\n\n")[0]))
+    parser.add_argument("--version", action="version", version=f"cnnenc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="compare GLM, LN and CNN on simulated V1 data")
@@ -293,8 +487,16 @@ def _parser() -> argparse.ArgumentParser:
     def data_arguments(command):
         command.add_argument("--data", required=True,
                              help=".npz or .h5 (X, y, groups; .h5 X is streamed) or .nwb file")
-        command.add_argument("--stimulus", help="NWB: name of the stimulus time series")
-        command.add_argument("--bin-s", type=float, help="NWB: bin width in seconds")
+        command.add_argument("--stimulus", help="NWB only: name of the stimulus time series")
+        command.add_argument("--bin-s", type=float, help="NWB only: bin width in seconds")
+        command.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
+        command.add_argument("--input-type", default="auto",
+                             choices=("auto", "image", "time_series", "video"),
+                             help="CNN input: 3-D X is read as images unless time_series; "
+                                  "video: X is (n, frames, H, W) or (n, frames, C, H, W)")
+        command.add_argument("--n-lags", type=int,
+                             help="1-D stimulus: use its last N bins (TimeLagger; "
+                                  "contiguous folds with a gap of N bins)")
 
     compare = commands.add_parser("compare", help="compare models on your data")
     data_arguments(compare)
@@ -304,11 +506,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--n-jobs", type=int, default=None)
     compare.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")
     compare.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    compare.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
-    compare.add_argument("--input-type", default="auto",
-                         choices=("auto", "image", "time_series", "video"),
-                         help="CNN input: 3-D X is read as images unless time_series; "
-                              "video: X is (n, frames, H, W) or (n, frames, C, H, W)")
+    compare.add_argument("--grid", action="append", default=[], metavar="MODEL:PARAM=V1,V2",
+                         help="replace a model's grid, e.g. glm:alpha=1e-2,1,100 (repeatable)")
+    compare.add_argument("--average", default="uniform", choices=("uniform", "spikes"),
+                         help="average over neurons: uniform, or weighted by spike counts")
     compare.set_defaults(run=_compare)
 
     fit = commands.add_parser("fit", help="fit one model and save it")
@@ -316,9 +517,6 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", default="glm", help="glm, ln or cnn")
     fit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a constructor parameter (repeatable), e.g. alpha=0.01")
-    fit.add_argument("--input-type", default=None,
-                     choices=("auto", "image", "time_series", "video"),
-                     help="cnn: how to read X (same as --param input_type=...)")
     fit.add_argument("--out", default="model.joblib")
     fit.set_defaults(run=_fit)
 
@@ -328,6 +526,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="predictions.npz")
     predict.set_defaults(run=_predict)
     return parser
+
+
+def _plain(text: str) -> str:
+    """Docstring text without reStructuredText markup, for --help."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def main(argv: list[str] | None = None) -> int:

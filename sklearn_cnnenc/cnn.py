@@ -23,7 +23,7 @@ from .nn import (
     make_readout,
 )
 from .nn.cores import _is_int, resolve_architecture
-from .training import LRScheduler, ValidationSplit
+from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
 
 __all__ = ["CNNEncoder"]
 
@@ -566,7 +566,9 @@ class CNNEncoder(BaseEncoder):
                     patience=max(1, self.patience // 3),
                     factor=_LR_FACTOR,
                 ),
-            )
+            ),
+            ("divergence_check", DivergenceCheck()),
+            ("progress", EpochProgress()),
         ]
         if split is not None:
             callbacks.append(

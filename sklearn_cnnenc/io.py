@@ -37,12 +37,15 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
-def load_npz(path: str | Path) -> Bunch:
+def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     """Load ``X``, ``y`` and optional ``groups`` from a ``.npz`` file.
 
     Parameters
     ----------
     path : str or Path
+    require_y : bool, default=True
+        Refuse a file without ``y``; with ``False`` (stimuli to predict on)
+        ``y`` is None when absent.
 
     Returns
     -------
@@ -59,25 +62,43 @@ def load_npz(path: str | Path) -> Bunch:
     (4, 2)
     """
     path = _existing_file(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected a .npz archive with X and y.")
+    if not zipfile.is_zipfile(path):
+        # a renamed .npy, a text file, a truncated archive...
+        raise ValueError(
+            f"{path} is not a readable .npz archive (not a zip of arrays as numpy.savez "
+            "writes: a renamed .npy, a text or truncated file?); "
+            "save X and y with numpy.savez(path, X=X, y=y)."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in ("X", "y", "groups")
                       if name in archive.files}
             files = sorted(archive.files)
-    except (ValueError, OSError, zipfile.BadZipFile, AttributeError) as error:
-        # a plain .npy (AttributeError: no .files), a truncated zip, a text file...
+    except (ValueError, OSError, zipfile.BadZipFile, AttributeError, EOFError) as error:
         raise ValueError(f"{path} is not a readable .npz archive ({error}).") from error
-    missing = [name for name in ("X", "y") if name not in arrays]
+    missing = [name for name in (("X", "y") if require_y else ("X",)) if name not in arrays]
     if missing:
         raise ValueError(
             f"{path} lacks the array(s) {missing}; it holds {files} "
             "(expected X: stimuli, y: responses, optional groups)."
         )
-    X, y, groups = arrays["X"], arrays["y"], arrays.get("groups")
-    if len(X) != len(y):
+    X, y, groups = arrays["X"], arrays.get("y"), arrays.get("groups")
+    for name, array in (("X", X), ("y", y), ("groups", groups)):
+        if array is not None and array.ndim == 0:
+            raise ValueError(
+                f"{name} in {path} is a 0-d array (a single value); expected one entry per "
+                "sample along the first axis."
+            )
+        if array is not None and name != "groups" and array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} in {path} has dtype {array.dtype}; expected numbers.")
+    if len(X) == 0:
+        raise ValueError(f"X in {path} has no samples (shape {X.shape}).")
+    if y is not None and len(X) != len(y):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
-    if groups is not None and len(groups) != len(y):
-        raise ValueError(f"groups has {len(groups)} entries but y has {len(y)} in {path}.")
+    if groups is not None and len(groups) != len(X):
+        raise ValueError(f"groups has {len(groups)} entries but X has {len(X)} in {path}.")
     return Bunch(X=X, y=y, groups=groups)
 
 
@@ -271,7 +292,11 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
     else:
         if bin_s <= 0:
             raise ValueError(f"bin_s must be positive; got {bin_s}.")
-        edges = np.arange(sample_times[0], sample_times[-1] + bin_s, bin_s)
+        # bins cover every frame, the last one included (it lasts one frame period);
+        # integer bin counts avoid arange's floating-point end point dropping a bin
+        step = np.median(np.diff(sample_times)) if len(sample_times) > 1 else bin_s
+        n_bins = max(1, int(np.ceil((sample_times[-1] + step - sample_times[0]) / bin_s - 1e-9)))
+        edges = sample_times[0] + bin_s * np.arange(n_bins + 1)
         shown = np.searchsorted(sample_times, edges[:-1], side="right") - 1
         X = data[np.clip(shown, 0, len(data) - 1)]
     y = bin_spike_times(spike_times, edges)
@@ -347,7 +372,14 @@ def load_model(path: str | Path):
             header = None
         if not isinstance(header, dict) or header.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a model saved by sklearn_cnnenc.io.save_model.")
-        saved, current = header["versions"], _versions()
+        saved, current = header.get("versions"), _versions()
+        if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(package), str) for package in current
+        ):
+            raise ValueError(
+                f"{path} has a damaged header: it lacks the versions of {sorted(current)} "
+                "recorded by save_model; refit and save the model again."
+            )
         for package in ("sklearn_cnnenc", "scikit-learn", "torch"):
             if _minor(saved[package]) != _minor(current[package]):
                 raise ValueError(
@@ -355,8 +387,14 @@ def load_model(path: str | Path):
                     f"is installed; install {package}=={saved[package]} to load it, or refit."
                 )
         try:
-            return joblib.load(handle)
+            model = joblib.load(handle)
         except Exception as error:  # unpickling raises many types
             raise ValueError(
                 f"{path} could not be loaded ({type(error).__name__}: {error})."
             ) from error
+    if not (hasattr(model, "fit") and hasattr(model, "get_params")):
+        raise TypeError(
+            f"{path} holds a {type(model).__name__}, not an estimator; expected a model "
+            "saved by sklearn_cnnenc.io.save_model."
+        )
+    return model

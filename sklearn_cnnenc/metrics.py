@@ -32,6 +32,7 @@ import copy
 import inspect
 import warnings
 from collections.abc import Callable
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,40 @@ def _resolve_null(
         ) from None
     null = null.reshape(y_true.shape)
     _check_mean(family, null, "y_null")
+    impossible = np.isneginf(family.log_prob(y_true, null, _unit_dispersion(family, y_true)))
+    if sample_weight is not None:
+        impossible &= (sample_weight > 0)[:, None]
+    if np.any(impossible):
+        raise ValueError(
+            f"y_null gives the recorded responses probability 0 in {int(np.sum(impossible))} "
+            "sample(s) (for instance a null rate of 0 where spikes were recorded): the "
+            "null log-likelihood is -inf and the score meaningless. Pass a null mean "
+            "response that is positive wherever y_true is (the training mean, for instance)."
+        )
     return null
+
+
+def _unit_dispersion(family: Family, y_true: np.ndarray) -> np.ndarray | None:
+    """A dispersion of 1 for families that need one (for support checks only)."""
+    return np.ones(y_true.shape[1]) if family.has_dispersion else None
+
+
+def _warn_impossible(
+    elementwise: np.ndarray, sample_weight: np.ndarray | None, metric: str
+) -> None:
+    """Warn when y_pred gives a recorded response probability 0 (log-likelihood -inf)."""
+    impossible = np.isneginf(elementwise)
+    if sample_weight is not None:
+        impossible &= (sample_weight > 0)[:, None]
+    n_impossible = int(np.sum(impossible))
+    if n_impossible:
+        warnings.warn(
+            f"{metric}: y_pred gives the recorded response probability 0 in {n_impossible} "
+            "sample(s) (for instance a predicted rate of 0 where a spike was recorded), "
+            "so the log-likelihood is -inf there.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
@@ -364,6 +398,7 @@ def log_likelihood(
     dispersion = _check_dispersion(family, dispersion, y_true, y_pred, sample_weight)
 
     elementwise = family.log_prob(y_true, y_pred, dispersion)
+    _warn_impossible(elementwise, sample_weight, "log_likelihood")
     if aggregate == "none":
         return elementwise.reshape(y_shape)
     return _aggregate_log_likelihood(elementwise, sample_weight, aggregate, multioutput)
@@ -492,7 +527,9 @@ def bits_per_spike(
     sample_weight = _check_sample_weight(sample_weight, y_true)
     null = _resolve_null(y_null, y_true, y_shape, sample_weight, family)
 
-    ll_model = _weighted_sum(family.log_prob(y_true, y_pred), sample_weight)
+    elementwise = family.log_prob(y_true, y_pred)
+    _warn_impossible(elementwise, sample_weight, "bits_per_spike")
+    ll_model = _weighted_sum(elementwise, sample_weight)
     ll_null = _weighted_sum(family.log_prob(y_true, null), sample_weight)
     n_spikes = _weighted_sum(y_true, sample_weight)
     spiked = n_spikes > 0
@@ -626,7 +663,9 @@ def pseudo_r2(
     dispersion = _check_dispersion(family, dispersion, y_true, y_pred, sample_weight)
     null = _resolve_null(y_null, y_true, y_shape, sample_weight, family)
 
-    ll_model = _weighted_sum(family.log_prob(y_true, y_pred, dispersion), sample_weight)
+    elementwise = family.log_prob(y_true, y_pred, dispersion)
+    _warn_impossible(elementwise, sample_weight, "pseudo_r2")
+    ll_model = _weighted_sum(elementwise, sample_weight)
     ll_null = _weighted_sum(family.log_prob(y_true, null, dispersion), sample_weight)
     values = np.full(y_true.shape[1], np.nan)
     if kind == "mcfadden":
@@ -705,6 +744,10 @@ def correlation(
         raise ValueError(f"correlation needs at least 2 samples; got {y_true.shape[0]}.")
     sample_weight = _check_sample_weight(sample_weight, y_true)
     constant = _constant_columns(y_true, sample_weight) | _constant_columns(y_pred, sample_weight)
+    # correlation is scale-invariant: scale each column to a maximum of 1 first, so that
+    # products of large values (>= 1e154) cannot overflow nor tiny ones underflow
+    y_true = y_true / _column_scale(y_true)
+    y_pred = y_pred / _column_scale(y_pred)
     true_centered = y_true - np.average(y_true, axis=0, weights=sample_weight)
     pred_centered = y_pred - np.average(y_pred, axis=0, weights=sample_weight)
     covariance = _weighted_sum(true_centered * pred_centered, sample_weight)
@@ -720,6 +763,12 @@ def correlation(
     return _average_outputs(
         values, multioutput, metric="correlation", reason="constant y_true or y_pred"
     )
+
+
+def _column_scale(values: np.ndarray) -> np.ndarray:
+    """Largest absolute value of each column (1 for an all-zero or non-finite column)."""
+    scale = np.max(np.abs(values), axis=0)
+    return np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
 
 
 # --- repeated-trial metrics -----------------------------------------------
@@ -912,7 +961,11 @@ def fev(
 
 
 def feve(
-    responses: ArrayLike, y_pred: ArrayLike, *, multioutput: str = "uniform_average"
+    responses: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    multioutput: str = "uniform_average",
+    significance: float | None = 0.05,
 ) -> float | np.ndarray:
     """Fraction of explainable variance explained, on responses to repeated stimuli.
 
@@ -934,13 +987,21 @@ def feve(
         "raw_values" returns one value per neuron, "uniform_average" their
         mean over the neurons where it is defined.
 
+    significance : float in (0, 1) or None, default=0.05
+        Level of a one-way ANOVA F-test of the variance between stimuli
+        against the variance between repeats. A neuron whose responses do
+        not depend on the stimulus at this level has too little explainable
+        variance to divide by (its FEVE could be any number, e.g. 251): its
+        value is nan, with a warning. ``None`` skips the test.
+
     Returns
     -------
     feve : float or ndarray of shape (n_neurons,)
         The fraction, or one value per neuron. It is undefined (nan, with an
         :class:`~sklearn.exceptions.UndefinedMetricWarning`) for a neuron
         without explainable variance, whose total variance does not exceed
-        the noise variance.
+        the noise variance, or, with ``significance``, whose stimulus-driven
+        variance is not significant.
 
     See Also
     --------
@@ -980,19 +1041,39 @@ def feve(
     1.1429
     """
     _check_option(multioutput, _MULTIOUTPUT_OPTIONS, "multioutput")
+    if significance is not None and not (
+        isinstance(significance, Real) and 0 < significance < 1
+    ):
+        raise ValueError(f"significance must be a number in (0, 1) or None; got {significance!r}.")
     responses, y_pred = _check_repeats(responses, y_pred)
     total_variance, noise_variance, _ = _variance_components(responses)
     mse = np.mean((responses - y_pred) ** 2, axis=(0, 1))
     explainable = total_variance - noise_variance
     defined = explainable > 0
+    reason = "no explainable variance: the total variance does not exceed the noise"
+    if significance is not None:
+        p_value = _stimulus_p_value(responses, noise_variance)
+        if np.any(defined & (p_value > significance)):
+            reason += (f", or the stimulus-driven variance is not significant "
+                       f"(ANOVA F-test, p > {significance})")
+        defined &= p_value <= significance
     values = np.full(responses.shape[2], np.nan)
     values[defined] = 1.0 - (mse[defined] - noise_variance[defined]) / explainable[defined]
-    return _average_outputs(
-        values,
-        multioutput,
-        metric="feve",
-        reason="no explainable variance: the total variance does not exceed the noise",
-    )
+    return _average_outputs(values, multioutput, metric="feve", reason=reason)
+
+
+def _stimulus_p_value(responses: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
+    """p-value of a one-way ANOVA (stimuli as groups, repeats as replicates), per neuron."""
+    from scipy.stats import f as f_distribution
+
+    n_repeats, n_stimuli, _ = responses.shape
+    if n_stimuli < 2:
+        return np.ones(responses.shape[2])
+    between = n_repeats * np.var(np.mean(responses, axis=0), axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = np.where(noise_variance > 0, between / noise_variance,
+                             np.where(between > 0, np.inf, 0.0))
+    return f_distribution.sf(statistic, n_stimuli - 1, n_stimuli * (n_repeats - 1))
 
 
 # --- scorers ----------------------------------------------------------------

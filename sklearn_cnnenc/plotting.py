@@ -91,7 +91,8 @@ def plot_model_comparison(results, metric: str = "bits_per_spike", reference: st
                           color="0.5", linewidth=0.8, linestyle="--")
     scatter_axis.set_xlabel(f"{reference}: {metric.replace('_', ' ')}")
     scatter_axis.set_ylabel(f"model: {metric.replace('_', ' ')}")
-    scatter_axis.legend(frameon=False)
+    if scatter_axis.get_legend_handles_labels()[0]:  # no other model than the reference
+        scatter_axis.legend(frameon=False)
     scatter_axis.set_title("per neuron")
     figure.tight_layout()
     return figure

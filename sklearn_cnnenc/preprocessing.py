@@ -41,7 +41,43 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-__all__ = ["TimeLagger", "RaisedCosineBasis", "raised_cosine_basis"]
+__all__ = ["TimeLagger", "RaisedCosineBasis", "raised_cosine_basis", "lags_to_windows"]
+
+
+def lags_to_windows(X_lagged, n_lags: int) -> np.ndarray:
+    """A :class:`TimeLagger` design as causal-CNN windows, flat, oldest bin first.
+
+    Parameters
+    ----------
+    X_lagged : array-like of shape (n_samples, n_lags * n_columns)
+        Lag-major columns, lag 0 first (``TimeLagger`` with ``min_lag=0``).
+    n_lags : int
+
+    Returns
+    -------
+    windows : ndarray of shape (n_samples, n_columns * n_lags)
+        Row ``t`` reshaped to ``(n_columns, n_lags)`` is the window of every
+        column in time order, bin ``t`` last: the input of
+        ``CNNEncoder(input_type="time_series", input_shape=(n_columns, n_lags))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows
+    >>> signal = np.arange(5.0)[:, None]
+    >>> lagged = TimeLagger(n_lags=3).fit_transform(signal)
+    >>> lagged[4], lags_to_windows(lagged, 3)[4]
+    (array([4., 3., 2.]), array([2., 3., 4.]))
+    """
+    X_lagged = np.asarray(X_lagged)
+    if isinstance(n_lags, bool) or not isinstance(n_lags, Integral) or n_lags < 1:
+        raise ValueError(f"n_lags must be an integer >= 1; got {n_lags!r}.")
+    if X_lagged.ndim != 2 or X_lagged.shape[1] % n_lags:
+        raise ValueError(f"X_lagged must be 2-D with a multiple of n_lags={n_lags} columns; "
+                         f"got shape {X_lagged.shape}.")
+    n_samples = len(X_lagged)
+    windows = X_lagged.reshape(n_samples, n_lags, -1)[:, ::-1, :].transpose(0, 2, 1)
+    return np.ascontiguousarray(windows).reshape(n_samples, -1)
 
 
 class TimeLagger(TransformerMixin, BaseEstimator):
@@ -54,6 +90,13 @@ class TimeLagger(TransformerMixin, BaseEstimator):
     to ``(n_lags, n_columns)`` (the ``input_shape`` of an
     :class:`~sklearn_cnnenc.LNModel`). Bins before the start of the recording
     are zero (``padding="zero"``) or repeat the first bin (``"edge"``).
+
+    **Lag order.** The library's one convention: a lagged design (GLM, LN)
+    is lag-major with lag 0 (the current bin) first, as here; a window for
+    the causal :class:`~sklearn_cnnenc.CNNEncoder` is ``(channels, time)``
+    in time order, the current bin *last* (its readout reads the last bin).
+    :func:`lags_to_windows` turns the first into the second exactly (also
+    for several columns, where reversing the columns would scramble them).
 
     The output is written once, column by column, into a preallocated
     column-major (Fortran-ordered) array of the input's floating dtype (no
@@ -238,8 +281,15 @@ def raised_cosine_basis(
     >>> basis.shape, float(basis[0, 0])
     ((30, 4), 1.0)
     """
+    for name, value in (("n_basis", n_basis), ("window", window)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    if log_scaling and not (isinstance(offset, Real) and np.isfinite(offset) and offset > 0):
+        raise ValueError(f"offset must be a finite number > 0; got {offset!r}.")
     lags = np.arange(window, dtype=float)
-    u = np.log(lags + offset) if log_scaling else lags
+    # log1p(lags / offset) = log(lags + offset) - log(offset): the same bumps, without
+    # losing the lags to rounding when the offset is large (1e16 + 1 == 1e16)
+    u = np.log1p(lags / offset) if log_scaling else lags
     spacing = (u[-1] - u[0]) / (n_basis + 1) if window > 1 else 1.0
     centres = u[0] + spacing * np.arange(n_basis)
     phase = (u[:, None] - centres[None, :]) * np.pi / (2 * spacing)

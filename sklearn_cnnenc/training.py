@@ -26,6 +26,8 @@ behaviour only through its documented extension points:
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 
@@ -49,6 +51,8 @@ __all__ = [
     "NegativeLogLikelihood",
     "EncoderNet",
     "LRScheduler",
+    "DivergenceCheck",
+    "EpochProgress",
 ]
 
 
@@ -110,6 +114,111 @@ class LRScheduler(_SkorchLRScheduler):
         state = self.__dict__.copy()
         state.pop("lr_scheduler_", None)
         return state
+
+
+class DivergenceCheck(Callback):
+    """Warn, and stop training, when the training loss diverges.
+
+    Training diverged when an epoch's training loss is not finite, or
+    exceeds the loss of the initial model (the first training batch, scored
+    before any update) by more than ``tolerance`` times its magnitude (at
+    least 1): a learning rate that is far too large, typically. A
+    :class:`~sklearn.exceptions.ConvergenceWarning` names the epoch and the
+    losses; with ``stop=True`` training ends there, as early stopping would.
+
+    Parameters
+    ----------
+    tolerance : float, default=10.0
+        How many times the initial loss's magnitude the loss may grow by.
+    stop : bool, default=True
+        End training at the first diverged epoch (else only warn, once).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn_cnnenc import CNNEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.random((64, 1, 10, 10)), rng.poisson(1.0, (64, 2)).astype(float)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = CNNEncoder(lr=1e3, max_epochs=5, channels=4, kernel_size=(5, 3),
+    ...                        device="cpu", random_state=0).fit(X, y)
+    >>> any("diverged" in str(w.message) for w in caught)
+    True
+    """
+
+    def __init__(self, tolerance: float = 10.0, stop: bool = True):
+        self.tolerance = tolerance
+        self.stop = stop
+
+    def initialize(self):
+        self.warned_ = False
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        history = net.history
+        if self.warned_ or not len(history) or "train_loss" not in history[-1]:
+            return
+        loss = float(history[-1, "train_loss"])
+        batches = history[0, "batches"]
+        initial = next((float(b["train_loss"]) for b in batches if "train_loss" in b), np.nan)
+        limit = initial + self.tolerance * max(abs(initial), 1.0)
+        if np.isfinite(loss) and not (np.isfinite(limit) and loss > limit):
+            return
+        self.warned_ = True
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(
+            f"Training diverged at epoch {len(history)}: training loss {loss:.4g} against "
+            f"{initial:.4g} for the initial model. Lower the learning rate (lr)"
+            + ("; training stopped." if self.stop else "."),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        if self.stop:
+            raise KeyboardInterrupt  # how skorch callbacks end training (as EarlyStopping)
+
+
+class EpochProgress(Callback):
+    """One self-overwriting line per epoch on stderr, only when it is a terminal.
+
+    Long fits are otherwise silent: the line shows the epoch, the training
+    (and validation) loss and the elapsed time. Nothing is written when
+    stderr is not a TTY (files, pipes, tests, worker processes), nor when
+    the net prints its own table (``verbose > 0``).
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.training import EpochProgress
+    >>> EpochProgress().initialize().active_
+    False
+    """
+
+    def initialize(self):
+        stream = sys.stderr
+        self.active_ = bool(getattr(stream, "isatty", lambda: False)())
+        self.start_ = time.perf_counter()
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.active_ = self.active_ and not getattr(net, "verbose", 0)
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self.active_:
+            return
+        row = net.history[-1]
+        line = f"\r  epoch {row['epoch']}/{net.max_epochs}  train loss {row['train_loss']:.4g}"
+        if "valid_loss" in row:
+            line += f"  valid loss {row['valid_loss']:.4g}"
+        sys.stderr.write(f"{line}  ({time.perf_counter() - self.start_:.0f} s)   ")
+        sys.stderr.flush()
+
+    def on_train_end(self, net, **kwargs):
+        if self.active_:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+            sys.stderr.flush()
 
 
 class TensorDataset(torch.utils.data.Dataset):

@@ -138,3 +138,144 @@ def test_three_dimensional_stimuli_are_images_unless_told_time_series():
     assert _input_shape(X, None, "auto") == (1, 4, 20)
     assert _input_shape(X, None, "time_series") == (4, 20)
     assert _input_shape(X.reshape(10, -1), "4,20", "time_series") == (4, 20)
+
+
+# --- one tool: the same reading of files in every command --------------------------
+
+
+@pytest.fixture(scope="module")
+def image_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6, 6))
+    rate = np.exp(0.3 * X[:, 2, 3] - 0.2 * X[:, 4, 1])
+    y = rng.poisson(np.column_stack([rate, rate * 0.5])).astype(float)
+    path = tmp_path_factory.mktemp("images") / "images.npz"
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def test_fit_glm_on_images_flattens_them_like_compare(image_npz, tmp_path):
+    assert main(["fit", "--data", str(image_npz), "--model", "glm",
+                 "--out", str(tmp_path / "glm.joblib")]) == 0
+
+
+def test_fit_cnn_on_flat_x_needs_an_input_shape_like_compare(npz_file, tmp_path, capsys):
+    assert main(["fit", "--data", str(npz_file), "--model", "cnn",
+                 "--out", str(tmp_path / "cnn.joblib")]) == 2
+    assert "cnn needs --input-shape" in _one_line_error(capsys)
+
+
+def test_fit_cnn_with_input_shape_then_predict_on_x_alone(image_npz, tmp_path, capsys):
+    model_path = tmp_path / "cnn.joblib"
+    flat = tmp_path / "flat.npz"
+    data = np.load(image_npz)
+    np.savez(flat, X=data["X"].reshape(200, -1), y=data["y"])
+    assert main(["fit", "--data", str(flat), "--model", "cnn", "--input-shape", "1,6,6",
+                 "--param", "max_epochs=2", "--param", "channels=2",
+                 "--param", "kernel_size=(3, 3)", "--param", "device='cpu'",
+                 "--out", str(model_path)]) == 0
+    stimuli = tmp_path / "stimuli.npz"
+    np.savez(stimuli, X=data["X"][:7].reshape(7, -1))  # no y
+    out = tmp_path / "pred.npz"
+    assert main(["predict", "--data", str(stimuli), "--model", str(model_path),
+                 "--input-shape", "1,6,6", "--out", str(out)]) == 0
+    assert np.load(out)["y_pred"].shape == (7, 2)
+
+
+def test_n_lags_fits_the_stimulus_history(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    stimulus = rng.normal(size=1500)
+    drive = 0.8 * np.roll(stimulus, 3)  # the response follows the stimulus 3 bins later
+    y = rng.poisson(np.exp(drive - 0.5)).astype(float)
+    path = tmp_path / "series.npz"
+    np.savez(path, X=stimulus, y=y)
+
+    def bits(extra):
+        out = tmp_path / f"out{len(extra)}"
+        assert main(["compare", "--data", str(path), "--models", "glm", "--cv", "3",
+                     "--out", str(out), *extra]) == 0
+        summary = json.loads((out / "results.json").read_text())["summary"]
+        return summary[0]["bits_per_spike"]
+
+    assert bits(["--n-lags", "6"]) > bits([]) + 0.1
+    model_path = tmp_path / "lagged.joblib"
+    assert main(["fit", "--data", str(path), "--n-lags", "6", "--out", str(model_path)]) == 0
+    out = tmp_path / "pred.npz"
+    assert main(["predict", "--data", str(path), "--model", str(model_path), "--n-lags", "6",
+                 "--out", str(out)]) == 0
+    assert np.load(out)["y_pred"].shape == (1500,)
+
+
+def test_lagged_windows_reach_the_cnn_oldest_first():
+    from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows
+
+    signals = np.arange(20.0).reshape(10, 2)
+    lagged = TimeLagger(n_lags=3).fit_transform(signals)
+    windows = lags_to_windows(lagged, 3).reshape(10, 2, 3)
+    # row 5: channel 0 saw 6, 8, 10 (bins 3, 4, 5), oldest first; channel 1 7, 9, 11
+    np.testing.assert_array_equal(windows[5], [[6, 8, 10], [7, 9, 11]])
+
+
+def test_version_and_help_without_markup(capsys):
+    from sklearn_cnnenc import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    printed = capsys.readouterr().out
+    assert "``" not in printed and ":class:" not in printed and "cnnenc command" in printed
+
+
+@pytest.mark.parametrize("flag", [["--stimulus", "movie"], ["--bin-s", "0.01"]])
+def test_nwb_flags_are_refused_for_npz(npz_file, tmp_path, capsys, flag):
+    assert main(["fit", "--data", str(npz_file), *flag,
+                 "--out", str(tmp_path / "m.joblib")]) == 2
+    assert "apply to NWB files only" in _one_line_error(capsys)
+
+
+def test_grid_override_and_its_errors(npz_file, tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert main(["compare", "--data", str(npz_file), "--models", "glm", "--cv", "2",
+                 "--grid", "glm:alpha=1e-3,1e-2,0.1", "--out", str(out)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert {row["params"]["alpha"] for row in payload["best_params"]} <= {1e-3, 1e-2, 0.1}
+    for grid, message in [("glm-alpha", "expected MODEL:PARAM"),
+                          ("ln:alpha=1", "not among the compared models"),
+                          ("glm:gamma=1", "has no parameter 'gamma'")]:
+        capsys.readouterr()
+        assert main(["compare", "--data", str(npz_file), "--models", "glm", "--grid", grid,
+                     "--out", str(out)]) == 2
+        assert message in _one_line_error(capsys)
+
+
+def test_glm_alpha_grid_is_alpha_max_down_four_decades():
+    from sklearn_cnnenc import PoissonGLM
+    from sklearn_cnnenc.cli import glm_alpha_grid
+
+    data = make_glm_data(n_samples=400, n_features=5, n_neurons=2, random_state=0)
+    alphas = glm_alpha_grid(data.X, data.y, l1_ratio=1.0)
+    assert alphas[0] / alphas[-1] == pytest.approx(1e4)
+    # alpha_max is the smallest lasso penalty that zeroes every coefficient
+    at_max = PoissonGLM(alpha=alphas[0] * 1.001, l1_ratio=1.0).fit(data.X, data.y)
+    below = PoissonGLM(alpha=alphas[0] * 0.9, l1_ratio=1.0).fit(data.X, data.y)
+    assert np.all(np.abs(at_max.coef_) < 1e-8)
+    assert np.any(np.abs(below.coef_) > 1e-6)
+
+
+@pytest.mark.slow
+def test_compare_brackets_the_glm_penalty_on_v1_images(tmp_path, capsys):
+    """Issue 15 §5: 2,000 V1 images; the fixed grid {1e-3..1} chose its edge (-3.44 bits/spike)."""
+    from sklearn_cnnenc.datasets import make_v1_population
+
+    data = make_v1_population(n_samples=2000, random_state=0)
+    path = tmp_path / "v1.npz"
+    np.savez(path, X=data.X, y=data.y)
+    out = tmp_path / "v1"
+    assert main(["compare", "--data", str(path), "--models", "glm", "--cv", "3",
+                 "--out", str(out)]) == 0
+    assert "edge of its grid" not in capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["summary"][0]["bits_per_spike"] > 0

@@ -69,3 +69,16 @@ def test_compare_models_on_a_scheduler_address_equals_the_local_run(client, data
     assert len({task["worker"] for task in task_stream.data}) == 2
     np.testing.assert_allclose([r["value"] for r in remote.scores],
                                [r["value"] for r in local.scores], rtol=1e-10)
+
+
+def test_the_readme_dask_snippet_runs_as_written():
+    import re
+    import textwrap
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**A cluster**"):]
+    code = textwrap.dedent(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    namespace: dict = {}
+    exec(compile(code, "README.md (dask snippet)", "exec"), namespace)
+    assert namespace["search"].best_params_["alpha"] in (0.01, 0.1, 1.0)

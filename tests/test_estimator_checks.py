@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks for every estimator of the library."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -69,13 +71,16 @@ DECODER_CANDIDATE_SET_CHECKS = [
     "check_dtype_object",
 ]
 # The check fits 15 samples with 30 features: a non-convex LN model is then flat
-# around its optimum, so weighted and repeated fits reach the same objective
-# (to 1e-8, from the same start) with predictions equal only to ~1e-6.
+# around its optimum, so weighted and repeated fits stop (at the default tol=1e-4
+# on the gradient) at points whose predictions differ by up to 2.6e-3 relative
+# (measured; 6e-6 with tol=1e-9). test_nonconvex_weights_reason_states_the_measured_gap
+# keeps the stated bound true.
+NONCONVEX_WEIGHTS_RTOL = 1e-2
 NONCONVEX_WEIGHTS_REASON = (
     "a non-convex LN fit of 15 samples and 30 features is flat near its optimum: the "
-    "weighted and repeated fits reach the same training objective from the same start, "
-    "but predictions agree to ~1e-6, not rtol=1e-7; sample weights are tested on "
-    "well-determined data in test_ln.py"
+    "weighted and repeated fits stop at the default tol=1e-4 with predictions that agree "
+    f"to rtol={NONCONVEX_WEIGHTS_RTOL:g} (measured 2.6e-3; 6e-6 with tol=1e-9), not "
+    "rtol=1e-7; sample weights are tested on well-determined data in test_ln.py"
 )
 # A time-lag transformer maps each row to a window of *earlier* rows: its
 # output depends on the order of the samples and on which samples are present.
@@ -200,3 +205,23 @@ def one_thread_for_cnns(request):
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "estimator",
+    [LNModel(n_init=2, max_iter=200),
+     LNModel(n_filters=2, nonlinearity="square", n_init=2, max_iter=200)],
+    ids=["softplus", "square"],
+)
+def test_nonconvex_weights_reason_states_the_measured_gap(estimator):
+    """The xfail reason's tolerance is what the check's fits actually reach."""
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+    try:
+        check_sample_weight_equivalence_on_dense_data("LNModel", estimator)
+    except AssertionError as error:
+        found = re.search(r"Max relative difference among violations: ([0-9.e+-]+)",
+                          str(error))
+        assert found is not None, str(error)
+        assert float(found.group(1)) <= NONCONVEX_WEIGHTS_RTOL

@@ -90,6 +90,24 @@ def test_load_nwb_with_a_bin_size_holds_the_frame_shown(nwb_file):
     np.testing.assert_array_equal(data.X[2], frames[1])
 
 
+@pytest.mark.parametrize("bin_s", [0.1, 0.05, 0.03])
+def test_load_nwb_bin_size_keeps_the_last_frame_and_every_spike(nwb_file, bin_s):
+    path, frames, spikes = nwb_file
+    data = load_nwb(path, bin_s=bin_s)
+    # 100 frames of 0.1 s: the bins cover [0, 10 s), the last frame included
+    assert len(data.y) == int(np.ceil(10.0 / bin_s - 1e-9))
+    assert data.y.sum() == sum(len(t) for t in spikes) == 110
+    np.testing.assert_array_equal(data.X[-1], frames[-1])
+
+
+def test_load_npz_without_y_when_not_required(tmp_path):
+    path = tmp_path / "stimuli.npz"
+    np.savez(path, X=np.ones((4, 2)))
+    assert load_npz(path, require_y=False).y is None
+    with pytest.raises(ValueError, match="lacks the array"):
+        load_npz(path)
+
+
 def test_load_nwb_errors_name_the_problem(nwb_file, tmp_path):
     path, _, _ = nwb_file
     with pytest.raises(ValueError, match="No time series named 'sound'.*movie"):

@@ -136,7 +136,8 @@ def test_log_likelihood_gaussian_default_dispersion_is_residual_mse():
 
 
 def test_log_likelihood_is_minus_inf_for_a_spike_at_zero_rate():
-    assert log_likelihood([0, 1], [0.0, 0.0]) == -np.inf
+    with pytest.warns(RuntimeWarning, match="probability 0"):  # -inf, but never silently
+        assert log_likelihood([0, 1], [0.0, 0.0]) == -np.inf
     assert log_likelihood([0, 0], [0.0, 0.0]) == 0.0
 
 

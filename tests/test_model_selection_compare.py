@@ -78,6 +78,7 @@ def test_oracle_bounds_the_models(comparison):
         np.nanmean(fractions["good"]))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn_cnnenc.model_selection.GridEdgeWarning")
 def test_nested_cross_validation_records_the_chosen_hyper_parameters(data):
     search = GridSearchCV(PoissonGLM(), {"alpha": [1e-3, 100.0]}, cv=KFold(2))
     results = compare_models({"searched": search}, data.X, data.y[:, 0], cv=KFold(3),
@@ -192,3 +193,57 @@ def test_gaussian_models_and_their_oracle_are_scored_as_gaussians():
     np.testing.assert_allclose(log_likelihoods["oracle"], -0.5 * np.log(2 * np.pi * np.e * 0.5),
                                atol=0.1)
     assert np.all(log_likelihoods["glm"] <= log_likelihoods["oracle"] + 0.02)
+
+
+# --- issue 15 §5: grids that bracket the optimum, silent units, quiet progress -------
+
+
+def test_a_choice_on_the_grid_edge_warns(data):
+    from sklearn_cnnenc.model_selection import GridEdgeWarning
+
+    search = GridSearchCV(PoissonGLM(), {"alpha": [10.0, 100.0]}, cv=KFold(2))
+    with pytest.warns(GridEdgeWarning, match=r"alpha=10.0 \(smallest of \[10.0, 100.0\]\)"):
+        compare_models({"glm": search}, data.X, data.y, cv=KFold(2), verbose=False)
+
+
+def test_an_inner_choice_does_not_warn(data):
+    import warnings
+
+    from sklearn_cnnenc.model_selection import GridEdgeWarning
+
+    search = GridSearchCV(PoissonGLM(), {"alpha": [1e-6, 1e-4, 10.0]}, cv=KFold(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GridEdgeWarning)
+        results = compare_models({"glm": search}, data.X, data.y, cv=KFold(2), verbose=False)
+    assert {row["params"]["alpha"] for row in results.best_params} == {1e-4}
+
+
+def test_silent_units_warn_and_a_spike_weighted_average_is_offered(data):
+    from sklearn_cnnenc.model_selection import SilentUnitWarning
+
+    y = data.y.copy()
+    y[: len(y) // 2, 0] = 0  # unit 0 is silent in the first half: no training spikes
+    y[len(y) // 2:, 0] = np.where(np.arange(len(y) - len(y) // 2) % 50 == 0, 1, 0)
+    with pytest.warns(SilentUnitWarning, match=r"1 unit\(s\).*units \[0\]"):
+        results = compare_models({"glm": PoissonGLM(alpha=1e-3)}, data.X, y, cv=KFold(2),
+                                 verbose=False)
+    values = results.per_neuron("bits_per_spike")["glm"]
+    spikes = y.sum(axis=0)
+    expected = np.sum(values * spikes) / spikes.sum()
+    uniform = results.summary()[0]["bits_per_spike"]
+    weighted = results.summary(average="spikes")[0]["bits_per_spike"]
+    assert weighted == pytest.approx(expected)
+    assert uniform == pytest.approx(values.mean()) and weighted != pytest.approx(uniform)
+    with pytest.raises(ValueError, match="average"):
+        results.summary(average="median")
+
+
+def test_convergence_warnings_are_summarised_per_model(data, recwarn):
+    from sklearn.exceptions import ConvergenceWarning
+
+    compare_models({"glm": PoissonGLM(alpha=1e-6, max_iter=1)}, data.X, data.y, cv=KFold(3),
+                   verbose=False)
+    convergence = [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
+    assert len(convergence) == 1
+    assert str(convergence[0].message).startswith("glm: ")
+    assert "in 3 of 3 outer fold(s)" in str(convergence[0].message)

@@ -165,3 +165,39 @@ def test_every_restart_copy_gets_its_neurons_offset():
     module.keep(torch.tensor([4, 1]))
     eta = module(torch.zeros(2, 2, dtype=torch.float64), offset)
     torch.testing.assert_close(eta, torch.tensor([4.0, 1.0]).double() + offset)
+
+
+class _Terminal:
+    """A stderr stand-in that says it is a terminal."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_cnn_fits_show_epoch_progress_only_on_a_terminal(monkeypatch, capsys, terminal):
+    import sys
+
+    from sklearn_cnnenc import CNNEncoder
+
+    stream = _Terminal()
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", stream)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 1, 8, 8)), rng.poisson(1.0, (40, 2)).astype(float)
+    CNNEncoder(max_epochs=3, channels=2, kernel_size=(3, 3), device="cpu",
+               random_state=0).fit(X, y)
+    written = stream.buffer.getvalue() if terminal else capsys.readouterr().err
+    assert ("epoch 3/3" in written) is terminal
+    assert ("train loss" in written) is terminal

@@ -6,6 +6,7 @@ behaviour) on one common time base, as a :class:`sklearn.utils.Bunch`.
 
 from __future__ import annotations
 
+import os
 from numbers import Real
 from pathlib import Path
 
@@ -27,7 +28,22 @@ _TRACKING_RECORD = np.dtype(
 _TRACKING_DROPOUT_Y = (1, 479)
 
 
-def _folder(path) -> Path:
+def _folder(path, name: str) -> Path:
+    """The recording folder: ``path``, or ``$CNNENC_DATA_DIR/<name>`` when it is None."""
+    if path is None:
+        root = os.environ.get("CNNENC_DATA_DIR")
+        if not root:
+            raise FileNotFoundError(
+                f"No path given and $CNNENC_DATA_DIR is not set: pass the folder of the "
+                f"recording, or set CNNENC_DATA_DIR to the folder that holds {name}/."
+            )
+        folder = Path(root) / name
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Recording folder not found: {folder} ($CNNENC_DATA_DIR={root} holds no "
+                f"{name}/)."
+            )
+        return folder
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"Recording folder not found: {folder}")
@@ -44,7 +60,7 @@ def _check_sorted(times: np.ndarray, what: str) -> None:
         )
 
 
-def load_grasshopper_auditory(path, bin_ms: float = 1.0, which: int = 1) -> Bunch:
+def load_grasshopper_auditory(path=None, bin_ms: float = 1.0, which: int = 1) -> Bunch:
     """Auditory receptor neuron of a grasshopper: sound envelope and spike counts.
 
     One receptor neuron recorded while a 2.5 kHz carrier, amplitude-modulated
@@ -64,8 +80,10 @@ def load_grasshopper_auditory(path, bin_ms: float = 1.0, which: int = 1) -> Bunc
 
     Parameters
     ----------
-    path : str or Path
-        The recording folder (e.g. ``../shared/data/grasshopper-auditory``).
+    path : str or Path, optional
+        The recording folder (e.g. ``../shared/data/grasshopper-auditory``);
+        default: ``$CNNENC_DATA_DIR/grasshopper-auditory`` (a clear
+        ``FileNotFoundError`` when the variable is unset).
     bin_ms : float, default=1.0
         Bin width in milliseconds; at least the 0.05 ms sampling interval.
     which : {1, 2}, default=1
@@ -101,7 +119,7 @@ def load_grasshopper_auditory(path, bin_ms: float = 1.0, which: int = 1) -> Bunc
         raise ValueError(f"which must be 1 or 2; got {which!r}.")
     if not isinstance(bin_ms, Real) or not np.isfinite(bin_ms) or bin_ms <= 0:
         raise ValueError(f"bin_ms must be a positive number; got {bin_ms!r}.")
-    folder = _folder(path)
+    folder = _folder(path, "grasshopper-auditory")
     samples = np.loadtxt(folder / f"grasshopper_stimulus{which}.txt", ndmin=2)
     spike_us = np.loadtxt(
         folder / f"grasshopper_spike_times{which}.txt", comments="#", ndmin=1
@@ -199,7 +217,7 @@ def _read_tracking(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ticks / clock_rate, records["x"].astype(float), dropout
 
 
-def load_hippocampus_linear_track(path, bin_s: float = 0.05) -> Bunch:
+def load_hippocampus_linear_track(path=None, bin_s: float = 0.05) -> Bunch:
     """Hippocampal place cells of a rat running on a linear track.
 
     31 units (28,829 spikes) sorted from 13 tetrodes, and the animal's
@@ -213,9 +231,10 @@ def load_hippocampus_linear_track(path, bin_s: float = 0.05) -> Bunch:
 
     Parameters
     ----------
-    path : str or Path
+    path : str or Path, optional
         The recording folder (e.g. ``../shared/data/hippocampus-linear-track``)
-        holding ``spikes.mat`` and ``trajectory.videoPositionTracking``.
+        holding ``spikes.mat`` and ``trajectory.videoPositionTracking``;
+        default: ``$CNNENC_DATA_DIR/hippocampus-linear-track``.
     bin_s : float, default=0.05
         Bin width in seconds.
 
@@ -246,7 +265,7 @@ def load_hippocampus_linear_track(path, bin_s: float = 0.05) -> Bunch:
     """
     if not isinstance(bin_s, Real) or not np.isfinite(bin_s) or bin_s <= 0:
         raise ValueError(f"bin_s must be a positive number; got {bin_s!r}.")
-    folder = _folder(path)
+    folder = _folder(path, "hippocampus-linear-track")
     names, spike_times = _units_from_mat(folder / "spikes.mat")
     if not names:
         raise ValueError(f"{folder / 'spikes.mat'} holds no unit with spikes.")

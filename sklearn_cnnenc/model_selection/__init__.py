@@ -16,8 +16,9 @@ of several models (nested when a model is a search object), and
 :func:`likelihood_ratio_test` tests nested GLMs neuron by neuron.
 """
 
-from ._compare import ModelComparison, compare_models
+from ._compare import GridEdgeWarning, ModelComparison, SilentUnitWarning, compare_models
 from ._likelihood_ratio import likelihood_ratio_test
 from ._split import BlockedKFold
 
-__all__ = ["BlockedKFold", "ModelComparison", "compare_models", "likelihood_ratio_test"]
+__all__ = ["BlockedKFold", "GridEdgeWarning", "ModelComparison", "SilentUnitWarning",
+           "compare_models", "likelihood_ratio_test"]

@@ -16,7 +16,7 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from scipy import stats
 from sklearn.base import clone
-from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
@@ -28,7 +28,34 @@ from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
 from ..utils import compute_threads, limit_threads
 from ._likelihood_ratio import likelihood_ratio_test
 
-__all__ = ["compare_models", "ModelComparison"]
+__all__ = ["compare_models", "ModelComparison", "GridEdgeWarning", "SilentUnitWarning"]
+
+
+class GridEdgeWarning(UserWarning):
+    """A search chose the smallest or largest value of a grid: it may not bracket the optimum.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.model_selection import GridEdgeWarning
+    >>> issubclass(GridEdgeWarning, UserWarning)
+    True
+    """
+
+
+class SilentUnitWarning(UserWarning):
+    """A unit has no spikes in a training fold: its held-out scores are meaningless.
+
+    A model cannot learn the rate of a unit it never saw fire, and its
+    held-out bits/spike then reach large negative values that dominate a
+    uniform average over units; ``summary(average="spikes")`` weights units
+    by their spike counts instead.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.model_selection import SilentUnitWarning
+    >>> issubclass(SilentUnitWarning, UserWarning)
+    True
+    """
 
 DEFAULT_METRICS = ("log_likelihood", "bits_per_spike", "pseudo_r2", "correlation")
 ORACLE = "oracle"
@@ -95,6 +122,10 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
     train_mean = y_2d[train].mean(axis=0)
+    if np.all(y_2d >= 0):
+        # a unit without training spikes (SilentUnitWarning) gets a null rate of half a
+        # spike per training fold, not 0, which would make every held-out spike impossible
+        train_mean = np.where(train_mean > 0, train_mean, 0.5 / len(train))
     start = time.perf_counter()
     model = params = None
     if name != ORACLE:
@@ -102,9 +133,23 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
         fit_params = {}
         if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
-        model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
+        with warnings.catch_warnings(record=True) as caught:
+            # collected and summarised per model after the run, instead of
+            # interleaving with the progress bar (other warnings are re-emitted)
+            warnings.simplefilter("always", ConvergenceWarning)
+            model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
+        convergence = []
+        for warning in caught:
+            if issubclass(warning.category, ConvergenceWarning):
+                convergence.append(str(warning.message))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
         params = getattr(model, "best_params_", None)
+        edges = _grid_edges(model, params)
         model = _fitted_model(model)
+    else:
+        convergence, edges = [], []
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -125,7 +170,33 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
         "score_time": time.perf_counter() - start,
         "params": params,
         "estimator": model if return_estimator else None,
+        "convergence": convergence,
+        "grid_edges": edges,
     }
+
+
+def _grid_edges(search, params) -> list[str]:
+    """The chosen values that sit on the edge of a numeric grid (``"alpha=1.0"``)."""
+    grid = getattr(search, "param_grid", None)
+    alphas = getattr(search, "alphas_", None)
+    if grid is None and alphas is not None and np.ndim(alphas) == 1:
+        grid = {"alpha": [float(a) for a in alphas]}  # a regularisation path (PoissonGLMCV)
+        params = {"alpha": float(np.ravel(params["alpha"])[0])} if params and np.ndim(
+            params.get("alpha")) == 0 else None
+    if not params or grid is None:
+        return []
+    grids = grid if isinstance(grid, Sequence) else [grid]
+    edges = []
+    for name, value in params.items():
+        for candidates in grids:
+            values = list(candidates.get(name, []))
+            numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(numeric) < 2 or len(numeric) != len(values) or value not in numeric:
+                continue
+            if value in (min(numeric), max(numeric)):
+                side = "largest" if value == max(numeric) else "smallest"
+                edges.append(f"{name}={value!r} ({side} of {sorted(numeric)})")
+    return edges
 
 
 class _Progress:
@@ -203,6 +274,7 @@ class ModelComparison:
     test_indices: list[np.ndarray] = field(default_factory=list)
     estimators: dict = field(default_factory=dict)
     likelihood_ratio_tests: dict = field(default_factory=dict)
+    n_spikes: np.ndarray | None = None
     # per-metric tables, built from the records on first use
     _per_neuron: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -231,17 +303,31 @@ class ModelComparison:
         with np.errstate(divide="ignore", invalid="ignore"):
             return {name: values[name] / values[ORACLE] for name in self.models}
 
-    def summary(self) -> list[dict]:
-        """One row per model: mean and s.e.m. over neurons of every metric, fit time."""
+    def summary(self, average: str = "uniform") -> list[dict]:
+        """One row per model: mean and s.e.m. over neurons of every metric, fit time.
+
+        ``average="uniform"`` weights every neuron equally; ``"spikes"``
+        weights each by its number of spikes (``n_spikes``), so that units
+        that hardly fire do not dominate the average.
+        """
+        if average not in ("uniform", "spikes"):
+            raise ValueError(f"average must be 'uniform' or 'spikes'; got {average!r}.")
+        weights = None
+        if average == "spikes":
+            if self.n_spikes is None:
+                raise ValueError("These results hold no spike counts (n_spikes).")
+            weights = np.asarray(self.n_spikes, dtype=float)
         rows = []
         oracle = self.fraction_of_oracle() if ORACLE in self.models and (
             "bits_per_spike" in self.metrics) else None
         for name in self.models:
             row: dict = {"model": name}
             for metric in self.metrics:
-                row[metric], row[f"{metric}_sem"] = _mean_sem(self.per_neuron(metric)[name])
+                row[metric], row[f"{metric}_sem"] = _mean_sem(self.per_neuron(metric)[name],
+                                                              weights)
             if oracle is not None:
-                row["fraction_of_oracle"], row["fraction_of_oracle_sem"] = _mean_sem(oracle[name])
+                row["fraction_of_oracle"], row["fraction_of_oracle_sem"] = _mean_sem(
+                    oracle[name], weights)
             times = [r["fit_time"] for r in self.fit_times if r["model"] == name]
             row["fit_time"] = float(np.mean(times))
             rows.append(row)
@@ -349,7 +435,18 @@ def _json_default(value):
     return repr(value)
 
 
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+def _mean_sem(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    if weights is not None:
+        keep = np.isfinite(values) & (weights > 0)
+        values, weights = values[keep], weights[keep]
+        if values.size == 0:
+            return np.nan, np.nan
+        weights = weights / weights.sum()
+        mean = float(weights @ values)
+        # standard error of a weighted mean with fixed weights
+        sem = float(np.sqrt(weights**2 @ (values - mean) ** 2 * values.size
+                            / max(values.size - 1, 1))) if values.size > 1 else np.nan
+        return mean, sem
     values = values[np.isfinite(values)]
     if values.size == 0:
         return np.nan, np.nan
@@ -375,6 +472,41 @@ def _resolve_metrics(scoring) -> dict[str, str | Callable]:
     if not metrics:
         raise ValueError("scoring names no metric.")
     return metrics
+
+
+def _warn_after_run(names, tasks, results, splits, y_2d) -> None:
+    """One summary warning per model and kind, after the progress bar."""
+    for name in names:
+        outputs = [out for (task, *_), out in zip(tasks, results, strict=True) if task == name]
+        messages = [m for out in outputs for m in out["convergence"]]
+        if messages:
+            n_fits = sum(1 for out in outputs if out["convergence"])
+            warnings.warn(
+                f"{name}: {len(messages)} convergence warning(s) in {n_fits} of "
+                f"{len(outputs)} outer fold(s); first: {messages[0]}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        edges = sorted({edge for out in outputs for edge in out["grid_edges"]})
+        if edges:
+            warnings.warn(
+                f"{name}: the search chose a value on the edge of its grid ({'; '.join(edges)}); "
+                "the optimum may lie outside: extend the grid.",
+                GridEdgeWarning,
+                stacklevel=3,
+            )
+    if np.all(y_2d >= 0):
+        silent = sorted({int(unit) for train, _ in splits
+                         for unit in np.flatnonzero(y_2d[train].sum(axis=0) == 0)})
+        if silent:
+            warnings.warn(
+                f"{len(silent)} unit(s) have no spikes in the training part of at least one "
+                f"fold (units {silent[:10]}{'...' if len(silent) > 10 else ''}): their "
+                "held-out scores are meaningless and dominate a uniform average; use "
+                "summary(average='spikes') or drop them.",
+                SilentUnitWarning,
+                stacklevel=3,
+            )
 
 
 @contextlib.contextmanager
@@ -549,8 +681,11 @@ def compare_models(
             results.append(output)
 
     n_neurons = 1 if y.ndim == 1 else y.shape[1]
+    y_2d = y.reshape(len(y), -1)
     comparison = ModelComparison(models=names, metrics=list(metrics), n_neurons=n_neurons,
-                                 n_folds=len(splits), test_indices=[test for _, test in splits])
+                                 n_folds=len(splits), test_indices=[test for _, test in splits],
+                                 n_spikes=y_2d.sum(axis=0))
+    _warn_after_run(names, tasks, results, splits, y_2d)
     for (name, fold, _, _), output in zip(tasks, results, strict=True):
         for metric, values in output["scores"].items():
             for neuron, value in enumerate(np.asarray(values, dtype=float).reshape(-1)):

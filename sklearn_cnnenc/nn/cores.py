@@ -428,6 +428,18 @@ class _StackedCore(nn.Module):
     def _padding(self, layer, size, kernel, dilation, stride):
         """F.pad amounts (negative = crop) and the padded size for one layer."""
         spans = [dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1)]
+        padding = self.padding[layer]
+        span = spans[1] if self.causal else min(spans)
+        extent = size[1] if self.causal else min(size)
+        limit = max(span - 1, extent - 1)
+        if not isinstance(padding, str) and padding > limit:
+            # more zeros than both the kernel span and the input gives outputs that see
+            # nothing but padding, and sizes (and compute) that grow without bound
+            raise ValueError(
+                f"Layer {layer + 1}: padding={padding} is larger than the kernel span "
+                f"and the input ({extent} bins/pixels); outputs would see only zeros. Use "
+                f"0 <= padding <= {limit}, 'same' or 'valid'."
+            )
         if self.causal:
             span, length, step = spans[1], size[1], stride[1]
             padding = self.padding[layer]
