@@ -130,11 +130,14 @@ class CNNEncoder(BaseEncoder):
         ``"auto"`` is ``"factorized"`` for images and ``"last"`` for time
         series.
     link : {"auto", "softplus", "exp", "elu1", "identity"}, default="auto"
-        Inverse link into the family; ``"auto"`` is ``"softplus"`` for count
-        families (it grows linearly, which keeps SGD stable where ``"exp"``
-        can overshoot) and the family's canonical link otherwise.
-    family : {"poisson", "gaussian", "negative_binomial", "bernoulli"}, default="poisson"
-        ``"poisson"`` for spike counts; ``"gaussian"`` for calcium responses.
+        Inverse link into the family; ``"auto"`` is ``"softplus"`` for the
+        families whose canonical link is ``"exp"`` (counts, gamma: softplus
+        grows linearly, which keeps SGD stable where ``"exp"`` can overshoot)
+        and the family's canonical link otherwise.
+    family : str or Family, default="poisson"
+        A registered family (:mod:`sklearn_cnnenc.distributions`):
+        ``"poisson"`` for spike counts; ``"gaussian"`` for calcium
+        responses; ``"negative_binomial"``, ``"bernoulli"``, ``"gamma"``.
     input_shape : tuple of int, optional
         Shape of one sample when ``X`` is flat, e.g. ``(H, W)``, ``(C, H,
         W)`` or, with ``input_type="time_series"``, ``(C, T)``.
@@ -593,7 +596,9 @@ class CNNEncoder(BaseEncoder):
         return self.n_init
 
     def _default_link(self, family) -> str:
-        if family.name in ("poisson", "negative_binomial"):
+        # exp of a deep network's output can overshoot: where the family's
+        # canonical link is exp and it accepts softplus, use softplus
+        if family.default_link == "exp" and "softplus" in family.links:
             return "softplus"
         return family.default_link
 

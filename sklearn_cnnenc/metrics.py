@@ -44,7 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.metadata_routing import MetadataRequest
 
-from .families import Family, get_family
+from .distributions import Family, get_family
 
 __all__ = [
     "log_likelihood",
@@ -112,21 +112,7 @@ def _check_sample_weight(sample_weight: ArrayLike | None, y_true: np.ndarray) ->
 
 def _check_mean(family: Family, mean: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``mean`` lies outside the family's mean domain."""
-    if family.name in ("poisson", "negative_binomial"):
-        invalid = mean < 0
-        if np.any(invalid):
-            raise ValueError(
-                f"{name} must be non-negative for the {family.name!r} family (it is an "
-                f"expected spike count); found {int(np.sum(invalid))} negative value(s), "
-                f"minimum {float(np.min(mean))!r}."
-            )
-    elif family.name == "bernoulli":
-        invalid = (mean < 0) | (mean > 1)
-        if np.any(invalid):
-            raise ValueError(
-                f"{name} must lie in [0, 1] for the 'bernoulli' family (it is a spike "
-                f"probability); found {int(np.sum(invalid))} value(s) outside."
-            )
+    family.check_mean(mean, name)
 
 
 def _check_dispersion(
@@ -136,7 +122,7 @@ def _check_dispersion(
     y_pred: np.ndarray,
     sample_weight: np.ndarray | None,
 ) -> np.ndarray | None:
-    """Return the dispersion to score with: validated, or estimated for gaussian."""
+    """Return the dispersion to score with: validated, or estimated if not trained."""
     if not family.has_dispersion:
         if dispersion is not None:
             raise ValueError(
@@ -145,7 +131,8 @@ def _check_dispersion(
             )
         return None
     if dispersion is None:
-        if family.name == "gaussian":
+        if not family.trains_dispersion:
+            # estimated from the fitted means, as the estimators do (gaussian, gamma)
             return family.estimate_dispersion(y_true, y_pred, sample_weight)
         raise ValueError(
             f"The {family.name!r} log-likelihood needs its dispersion: pass "
