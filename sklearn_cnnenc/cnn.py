@@ -609,7 +609,7 @@ class CNNEncoder(BaseEncoder):
         self.readout_type_ = self._readout_name(kind)
         self.receptive_field_ = self.core_.receptive_field
         self.n_parameters_ = int(
-            sum(p.numel() for p in self.net_.module_.parameters() if p.requires_grad)
+            sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
         )
 
     # --------------------------------------------------------- accessors
@@ -617,13 +617,13 @@ class CNNEncoder(BaseEncoder):
     def core_(self):
         """The fitted core (:class:`~sklearn_cnnenc.nn.Core2d` or ``CausalCore1d``)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_.predictor.core
+        return self.module_.predictor.core
 
     @property
     def readout_module_(self):
         """The fitted readout module."""
         check_is_fitted(self, "net_")
-        return self.net_.module_.predictor.readout
+        return self.module_.predictor.readout
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

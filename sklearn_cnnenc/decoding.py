@@ -622,7 +622,7 @@ def _frozen(module: torch.nn.Module):
 
 def _stimulus_shape(encoder) -> tuple[int, ...]:
     # BaseEncoder records the input shape its module sees (after validation)
-    shape = getattr(encoder, "_input_shape", None)
+    shape = getattr(encoder, "sample_shape_", None)
     if shape is not None:
         return tuple(shape)
     return (int(encoder.n_features_in_),)
@@ -693,7 +693,7 @@ def reconstruct(
 
         \\hat x = \\arg\\max_x \\; \\log p(y \\mid x) + \\log p(x)
 
-    by gradient-based optimisation through ``encoder.net_.module_`` (the
+    by gradient-based optimisation through ``encoder.module_`` (the
     module maps a stimulus batch to the linear predictor; the family and link
     of the encoder give the likelihood, with its fitted dispersion). Several
     responses are reconstructed at once, each as its own problem.
@@ -763,10 +763,10 @@ def reconstruct(
             "differentiable); pass pipeline[-1] and reconstruct its input features."
         )
     check_is_fitted(encoder)
-    module = getattr(getattr(encoder, "net_", None), "module_", None)
+    module = getattr(encoder, "module_", None)
     if not isinstance(module, torch.nn.Module) or not hasattr(encoder, "family_"):
         raise TypeError(
-            f"{type(encoder).__name__} has no fitted torch module (net_.module_) and family_: "
+            f"{type(encoder).__name__} has no fitted torch module (module_) and family_: "
             "reconstruct works with the encoding models of this library."
         )
     if solver not in ("lbfgs", "adam"):

@@ -270,7 +270,7 @@ class PoissonGLM(BaseEncoder):
         }
 
     def _set_fitted_attributes(self) -> None:
-        predictor = self.net_.module_.predictor
+        predictor = self.module_.predictor
         coef = predictor.weight.detach().cpu().double().numpy().copy()
         if predictor.bias is None:
             intercept = np.zeros(self.n_outputs_)

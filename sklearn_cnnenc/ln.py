@@ -297,7 +297,7 @@ class LNModel(BaseEncoder):
         return params
 
     def _set_fitted_attributes(self) -> None:
-        predictor = self.net_.module_.predictor
+        predictor = self.module_.predictor
         n_neurons, k = self.n_outputs_, self.n_filters
 
         def numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -128,7 +128,9 @@ class Family:
         mean = np.asarray(mean)
         outside = (mean < low) | (mean > high)
         if np.any(outside):
-            where = "be non-negative" if (low, high) == (0.0, np.inf) else f"lie in [{low}, {high}]"
+            where = f"lie in [{low:g}, {high:g}]"
+            if (low, high) == (0.0, np.inf):
+                where = "be non-negative"
             raise ValueError(
                 f"{name} must {where} for the {self.name!r} family (it is the expected "
                 f"response); found {int(np.sum(outside))} value(s) outside, minimum "
