@@ -59,7 +59,8 @@ class Family:
         Whether the dispersion is trained with the model (else estimated from
         the fitted means by :meth:`estimate_dispersion`).
     non_negative : bool
-        Whether every response is non-negative (counts, durations):
+        Whether the support is the non-negative (or positive) values, so that
+        any non-negative data shifted up are valid (counts, durations):
         scikit-learn's ``positive_only`` tag, and the decoder's input check.
     mean_bounds : tuple of float
         Closed interval the mean must lie in (for metrics given predictions).

@@ -26,7 +26,9 @@ class Bernoulli(Family):
     name = "bernoulli"
     default_link = "logit"
     links = ("logit",)
-    non_negative = True
+    # its support is {0, 1}, checked by validate_response; not "non-negative"
+    # (scikit-learn's positive_only tag would shift binary test data off {0, 1})
+    non_negative = False
     mean_bounds = (0.0, 1.0)
 
     def validate_response(self, y: np.ndarray) -> None:

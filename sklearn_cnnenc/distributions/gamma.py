@@ -107,9 +107,11 @@ class Gamma(Family):
         Newton's method (all columns at once) from Minka's approximation.
         """
         y = np.asarray(y, dtype=float)
-        if _n_effective(y, sample_weight) < 2:
+        n_samples = _n_effective(y, sample_weight)
+        if n_samples < 2:
             raise ValueError(
-                "The 'gamma' dispersion needs at least 2 samples (of positive weight)."
+                "The 'gamma' dispersion needs at least 2 samples (of positive weight); "
+                f"got {n_samples} sample."
             )
         ratio = y / np.asarray(mean, dtype=float)
         s = np.atleast_1d(np.average(ratio - 1.0 - np.log(ratio), axis=0, weights=sample_weight))

@@ -78,10 +78,11 @@ class Gaussian(Family):
         vanish, e.g. for a constant response.
         """
         y = np.asarray(y, dtype=float)
-        if _n_effective(y, sample_weight) < 2:
+        n_samples = _n_effective(y, sample_weight)
+        if n_samples < 2:
             raise ValueError(
                 "The 'gaussian' noise variance needs at least 2 samples (of positive "
-                "weight); got fewer."
+                f"weight); got {n_samples} sample."
             )
         residual2 = (y - np.asarray(mean, dtype=float)) ** 2
         phi = np.atleast_1d(np.average(residual2, axis=0, weights=sample_weight))
