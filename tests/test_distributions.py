@@ -158,6 +158,16 @@ def test_gamma_glm_matches_statsmodels():
     assert np.isfinite(model.score(X, y))
 
 
+def test_gamma_std_errors_match_statsmodels():
+    """The family's variance function and Pearson scale give statsmodels' standard errors."""
+    sm = pytest.importorskip("statsmodels.api")
+    X, y = _gamma_data()
+    model = PoissonGLM(family="gamma", alpha=0.0, tol=1e-10, max_iter=5000).fit(X, y)
+    reference = sm.GLM(y, sm.add_constant(X),
+                       family=sm.families.Gamma(sm.families.links.Log())).fit(tol=1e-12)
+    np.testing.assert_allclose(model.std_errors(X, y), reference.bse, rtol=1e-3)
+
+
 def test_gamma_dispersion_estimate_is_the_maximum_likelihood_shape():
     family = get_family("gamma")
     mean = np.full((50_000, 2), 3.0)

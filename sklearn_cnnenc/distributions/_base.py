@@ -142,6 +142,15 @@ class Family:
         """Shape of the dispersion of a model of ``n_outputs`` neurons (``()``: none)."""
         return (n_outputs,) if self.has_dispersion else ()
 
+    def variance(self, mean, dispersion=None):
+        """Variance function ``V(mu)``: ``Var[y] = phi V(mu)`` where the dispersion
+        ``phi`` is a scale (gaussian, gamma), else the variance itself.
+
+        Works on numpy arrays and torch tensors alike (used by the GLM
+        standard errors).
+        """
+        raise NotImplementedError(f"No variance function is known for the {self.name!r} family.")
+
     # --- torch, for training ------------------------------------------------
     def negative_log_likelihood(
         self,

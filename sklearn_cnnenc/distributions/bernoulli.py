@@ -39,6 +39,9 @@ class Bernoulli(Family):
                 f"{int(np.sum((y != 0) & (y != 1)))} other value(s)."
             )
 
+    def variance(self, mean, dispersion=None):
+        return mean * (1.0 - mean)
+
     def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         # the logit link is the only one allowed: -log p = softplus(eta) - y eta
         return F.softplus(eta) - y * eta

@@ -55,6 +55,9 @@ class Gamma(Family):
                 f"{int(np.sum(y <= 0))} value(s) <= 0, minimum {float(np.min(y))!r}."
             )
 
+    def variance(self, mean, dispersion=None):
+        return mean**2  # phi is the scale
+
     def log_normalizer(self, y):
         # the y-only quantity the likelihood reuses (its coefficient k - 1
         # depends on the dispersion)

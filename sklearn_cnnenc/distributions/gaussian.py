@@ -45,6 +45,9 @@ class Gaussian(Family):
     has_dispersion = True
     default_dispersion = 1.0
 
+    def variance(self, mean, dispersion=None):
+        return mean * 0.0 + 1.0  # phi is the scale
+
     def training_loss(self, y, eta, link, dispersion=None, log_normalizer=None):
         return 0.5 * (y - link.inverse(eta)) ** 2
 

@@ -49,6 +49,12 @@ class NegativeBinomial(Family):
     mean_bounds = (0.0, np.inf)
     default_dispersion = 0.5
 
+    def variance(self, mean, dispersion=None):
+        alpha = self._require_dispersion(dispersion)
+        if isinstance(mean, torch.Tensor):
+            alpha = torch.as_tensor(alpha, dtype=mean.dtype, device=mean.device)
+        return mean + alpha * mean**2
+
     def log_normalizer(self, y):
         return torch.lgamma(y.double() + 1.0)
 

@@ -34,6 +34,9 @@ class Poisson(Family):
     non_negative = True
     mean_bounds = (0.0, np.inf)
 
+    def variance(self, mean, dispersion=None):
+        return mean
+
     def log_normalizer(self, y):
         return torch.lgamma(y + 1.0)
 
