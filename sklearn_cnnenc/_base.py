@@ -48,7 +48,6 @@ from .training import (
     ValidationSplit,
     available_device,
 )
-
 from .utils._threads import limits_threads
 
 __all__ = ["BaseEncoder"]
