@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,8 +38,8 @@ from sklearn.utils.validation import (
 )
 
 from .data import LazyArray, StreamingBatchIterator, make_dataset
-from .families import FAMILIES, ResponseDistribution, get_family
-from .links import LINKS, get_link
+from .distributions import FAMILIES, Family, ResponseDistribution, get_family
+from .links import LINKS
 from .metrics import _check_sample_weight
 from .nn import EncodingModule
 from .training import (
@@ -70,6 +71,42 @@ def _seed_module_generators(module: torch.nn.Module, seed: int, device: torch.de
         if hasattr(submodule, "generator"):
             generator = torch.Generator(device=device)
             submodule.generator = generator.manual_seed(seed + index)
+
+
+class _RegisteredFamilies(StrOptions):
+    """The names in the family registry, read when validated (families registered later count)."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+
+    @property
+    def options(self):
+        return set(FAMILIES)
+
+    @options.setter
+    def options(self, value) -> None:  # set by the parent's __init__; the registry rules
+        pass
+
+
+@dataclass
+class _FitProblem:
+    """Everything the fitting phases share: validated data, family, link, seeds, tensors."""
+
+    X: np.ndarray
+    y: np.ndarray
+    y_2d: np.ndarray
+    sample_weight: np.ndarray | None
+    family: Family
+    link: object
+    device: torch.device
+    dtype: torch.dtype
+    warm: bool
+    seeds: list
+    n_batched: int
+    mean_response: np.ndarray
+    start: tuple | None
+    inputs: dict
+    targets: torch.Tensor
 
 
 def _selection_loss(history) -> float:
@@ -168,10 +205,17 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     ``_set_fitted_attributes`` to expose readable parameters. During
     ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
     from the previous one (``warm_start``).
+
+    ``fit`` runs four phases: ``_prepare_fit`` (validation, seeds, tensors
+    on the device once), ``_train_one_seed`` (per seed), ``_select`` (the
+    best restart) and ``_finalise_fit`` (fitted attributes). The fitted
+    surface other tools use is public: ``module_`` (the torch module),
+    ``sample_shape_`` (one sample as the module takes it), ``as_tensor(X)``,
+    ``family_``, ``link_`` and ``dispersion_``. See ``docs/ARCHITECTURE.md``.
     """
 
     _parameter_constraints: dict = {
-        "family": [StrOptions(set(FAMILIES))],
+        "family": [_RegisteredFamilies(), Family],
         "link": [StrOptions({"auto", *LINKS})],
         "warm_start": ["boolean"],
         "device": [str],
@@ -234,14 +278,20 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         -------
         self : object
         """
+        problem = self._prepare_fit(X, y, sample_weight, offset)
+        nets = (self._train_one_seed(problem, seed) for seed in problem.seeds)
+        self._finalise_fit(problem, self._select(nets))
+        return self
+
+    def _prepare_fit(self, X, y, sample_weight, offset) -> _FitProblem:
+        """Phase 1: validate everything, draw the seeds, move the data to the device once."""
         self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         family = get_family(self.family)
-        link = get_link(self._default_link(family) if self.link == "auto" else self.link)
-        family.validate_link(link)
+        link = family.check_link(self._default_link(family) if self.link == "auto" else self.link)
         device = resolve_device(self.device)
 
         X = self._validate_X(X, reset=True)
@@ -257,13 +307,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         n_restarts = 1 if warm else self._n_restarts()
-        n_batched = 1 if warm else self._n_batched_restarts()
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_restarts)]
         dtype = self._torch_dtype(X)
-        fork_devices = []
-        if device.type == "cuda":
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            fork_devices = [index]
         mean_response = np.average(y_2d, axis=0, weights=sample_weight)
         start = None
         if not warm:
@@ -273,64 +318,146 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
-        net, best_loss = None, np.inf
-        for seed in seeds:
-            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
-                torch.manual_seed(seed)
-                predictor = self._build_predictor(X, y_2d, dtype)
-                module = EncodingModule(
-                    predictor, link, y_2d.shape[1], family.trains_dispersion, n_batched
-                )
-                if warm:
-                    self._load_warm_start(module)
-                else:
-                    self._initialize_module(module, family, link, y_2d, sample_weight, start)
-                params = self._net_params(X.shape[0])
-                if isinstance(X, LazyArray):
-                    # stimuli on disk: read mini-batches ahead in a thread
-                    params = {
-                        **params,
-                        "iterator_train": StreamingBatchIterator,
-                        "iterator_valid": StreamingBatchIterator,
-                    }
-                split = params.get("train_split")
-                if isinstance(split, ValidationSplit) and split.random_state is None:
-                    # every restart holds out the same samples, so their
-                    # validation losses compare
-                    split.random_state = seeds[0]
-                candidate = EncoderNet(
-                    module.to(device),
-                    criterion=NegativeLogLikelihood,
-                    criterion__family=family,
-                    criterion__link=link,
-                    iterator_train__shuffle=True,
-                    iterator_train__generator=torch.Generator().manual_seed(seed),
-                    device=device,
-                    verbose=self.verbose,
-                    **params,
-                )
-                candidate.initialize()
-            _seed_module_generators(candidate.module_, seed, device)
-            candidate.partial_fit(make_dataset(inputs, targets, device, dtype), y=None)
-            loss = _selection_loss(candidate.history)
-            if net is None or loss < best_loss:
-                net, best_loss = candidate, loss
-        training_eta = None
-        if family.has_dispersion and not family.trains_dispersion:
-            training_eta = net.forward(inputs, device=device)
+        return _FitProblem(
+            X=X, y=y, y_2d=y_2d, sample_weight=sample_weight, family=family, link=link,
+            device=device, dtype=dtype, warm=warm, seeds=seeds,
+            n_batched=1 if warm else self._n_batched_restarts(),
+            mean_response=mean_response, start=start, inputs=inputs, targets=targets,
+        )
 
+    def _train_one_seed(self, problem: _FitProblem, seed: int) -> EncoderNet:
+        """Phase 2: build, initialise and train one module from one random seed."""
+        device = problem.device
+        fork_devices = []
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            fork_devices = [index]
+        y_2d = problem.y_2d
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            predictor = self._build_predictor(problem.X, y_2d, problem.dtype)
+            module = EncodingModule(
+                predictor,
+                problem.link,
+                y_2d.shape[1],
+                problem.family.trains_dispersion,
+                problem.n_batched,
+            )
+            if problem.warm:
+                self._load_warm_start(module)
+            else:
+                self._initialize_module(
+                    module, problem.family, problem.link, y_2d, problem.sample_weight,
+                    problem.start,
+                )
+            params = self._net_params(problem.X.shape[0])
+            if isinstance(problem.X, LazyArray):
+                # stimuli on disk: read mini-batches ahead in a thread
+                params = {
+                    **params,
+                    "iterator_train": StreamingBatchIterator,
+                    "iterator_valid": StreamingBatchIterator,
+                }
+            split = params.get("train_split")
+            if isinstance(split, ValidationSplit) and split.random_state is None:
+                # every restart holds out the same samples, so their
+                # validation losses compare
+                split.random_state = problem.seeds[0]
+            net = EncoderNet(
+                module.to(device),
+                criterion=NegativeLogLikelihood,
+                criterion__family=problem.family,
+                criterion__link=problem.link,
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                device=device,
+                verbose=self.verbose,
+                **params,
+            )
+            net.initialize()
+        _seed_module_generators(net.module_, seed, device)
+        net.partial_fit(
+            make_dataset(problem.inputs, problem.targets, device, problem.dtype), y=None
+        )
+        return net
+
+    @staticmethod
+    def _select(nets) -> EncoderNet:
+        """Phase 3: the trained net with the best validation (else final training) loss."""
+        best, best_loss = None, np.inf
+        for net in nets:
+            loss = _selection_loss(net.history)
+            if best is None or loss < best_loss:
+                best, best_loss = net, loss
+        return best
+
+    def _finalise_fit(self, problem: _FitProblem, net: EncoderNet) -> None:
+        """Phase 4: the fitted attributes, the dispersion estimate and the subclass's own."""
+        training_eta = None
+        if problem.family.has_dispersion and not problem.family.trains_dispersion:
+            training_eta = net.forward(problem.inputs, device=problem.device)
         self.net_ = net
-        self.family_ = family
-        self.link_ = link
-        self.device_ = device
-        self.n_outputs_ = y_2d.shape[1]
-        self._y_ndim = y.ndim
-        self._input_shape = X.shape[1:]
-        self.mean_response_ = mean_response
-        self.dispersion_ = self._fitted_dispersion(y_2d, training_eta, sample_weight)
+        self.family_ = problem.family
+        self.link_ = problem.link
+        self.device_ = problem.device
+        self.n_outputs_ = problem.y_2d.shape[1]
+        self._y_ndim = problem.y.ndim
+        self.sample_shape_ = tuple(problem.X.shape[1:])
+        self.mean_response_ = problem.mean_response
+        self.dispersion_ = self._fitted_dispersion(
+            problem.y_2d, training_eta, problem.sample_weight
+        )
         self.n_iter_ = self._n_iter()
         self._set_fitted_attributes()
-        return self
+
+    # ------------------------------------------------------- fitted surface
+    @property
+    def module_(self) -> EncodingModule:
+        """The fitted torch module (:class:`~sklearn_cnnenc.nn.EncodingModule`).
+
+        Maps a batch of inputs shaped ``(n, *sample_shape_)`` (see
+        :meth:`as_tensor`) to the linear predictor, one column per neuron.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cnnenc import PoissonGLM
+        >>> X = np.random.RandomState(0).normal(size=(50, 3))
+        >>> y = np.random.RandomState(1).poisson(1.0, size=50)
+        >>> model = PoissonGLM().fit(X, y)
+        >>> eta = model.module_(model.as_tensor(X[:4]))
+        >>> np.allclose(model.link_.inverse(eta).detach().numpy()[:, 0], model.predict(X[:4]))
+        True
+        """
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def as_tensor(self, X) -> torch.Tensor:
+        """Validated inputs as a tensor of the module's dtype, on the model's device.
+
+        Parameters
+        ----------
+        X : array-like
+            Stimulus, shaped as for ``fit``.
+
+        Returns
+        -------
+        X : tensor of shape (n_samples, *sample_shape_)
+            What :attr:`module_` takes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cnnenc import PoissonGLM
+        >>> X = np.random.RandomState(0).normal(size=(50, 3))
+        >>> model = PoissonGLM().fit(X, np.random.RandomState(1).poisson(1.0, size=50))
+        >>> tuple(model.as_tensor(X[:4]).shape), model.sample_shape_
+        ((4, 3), (3,))
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        dtype = next(self.module_.parameters()).dtype
+        return self._to_tensors(X, None, None, dtype, self.device_)["X"]
 
     def _validate_y(self, y, *, n_samples: int, family, dtype) -> np.ndarray:
         # X and y are validated separately so that errors name which one is wrong
@@ -358,10 +485,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         return offset
 
     def _check_warm_start_shapes(self, X, y_2d) -> None:
-        if X.shape[1:] != self._input_shape or y_2d.shape[1] != self.n_outputs_:
+        if X.shape[1:] != self.sample_shape_ or y_2d.shape[1] != self.n_outputs_:
             raise ValueError(
                 "warm_start needs inputs and responses shaped as in the previous fit: "
-                f"inputs {self._input_shape} and {self.n_outputs_} neuron(s), got "
+                f"inputs {self.sample_shape_} and {self.n_outputs_} neuron(s), got "
                 f"{X.shape[1:]} and {y_2d.shape[1]}."
             )
 
@@ -397,8 +524,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             mean = np.average(y_2d, axis=0, weights=sample_weight)
         if link.positive:
             mean = np.maximum(mean, _MIN_INITIAL_MEAN)
-        if link.name == "logit":
-            mean = np.minimum(mean, 1.0 - _MIN_INITIAL_MEAN)
+        low, high = family.mean_bounds
+        if np.isfinite(high):
+            # a mean at the upper bound (a probability of one) has no finite predictor
+            mean = np.minimum(mean, high - _MIN_INITIAL_MEAN)
         raw = None
         if family.trains_dispersion:
             dispersion = family.estimate_dispersion(
@@ -600,6 +729,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         return self._shape_like_y(self.predict_distribution(X, offset).sample(random_state))
 
     def __setstate__(self, state):
+        if "_input_shape" in state:  # pickled before sample_shape_ was public
+            state["sample_shape_"] = tuple(state.pop("_input_shape"))
         super().__setstate__(state)
         # a model fitted on a GPU and unpickled where there is none (or not
         # that GPU number) predicts on the CPU (or the current GPU); the net
@@ -624,5 +755,5 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             family = get_family(self.family)
         except ValueError:
             return tags
-        tags.target_tags.positive_only = family.name in ("poisson", "negative_binomial")
+        tags.target_tags.positive_only = family.non_negative
         return tags

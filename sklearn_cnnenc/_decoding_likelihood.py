@@ -10,43 +10,28 @@ one matrix product plus two vectors:
 
     \\log p(y_i \\mid s_k) = \\sum_n y_{in} A_{kn} + b_k + c(y_i)
 
-==================  ===================================  ========================================
-family              ``A[k, n]``                          ``b[k]``, ``c(y)``
-==================  ===================================  ========================================
-poisson             ``log mu``                           ``-sum mu``; ``-sum log y!``
-bernoulli (logit)   ``eta``                              ``-sum softplus(eta)``; 0
-gaussian            ``mu / phi``                         ``-sum mu^2 / 2 phi``;
-                                                         ``-sum (y^2 / phi + log 2 pi phi) / 2``
-negative binomial   ``log mu - log(r + mu)``, r=1/alpha  ``-sum r log1p(mu / r)``;
-                                                         ``sum log Gamma(y + r) / Gamma(r) y!``
-==================  ===================================  ========================================
-
-The encoder is evaluated once on the candidates (``A`` and ``b``); each batch
-of responses then costs one GEMM. Families without such a form fall back to
-chunked broadcasting of the family's own log-probability.
+Each family owns its ``A`` and ``b``
+(:meth:`~sklearn_cnnenc.distributions.Family.candidate_terms`) and ``c(y)``
+(:meth:`~sklearn_cnnenc.distributions.Family.response_term`); this module
+knows no family. The encoder is evaluated once on the candidates (``A`` and
+``b``); each batch of responses then costs one GEMM. A family without such a
+form (``candidate_terms`` returns None) is evaluated pair by pair with its
+own negative log-likelihood, in chunks, with a warning that this is slower.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-from scipy.special import gammaln
 from sklearn import get_config
 
-from .families import (
-    Bernoulli,
-    Gaussian,
-    NegativeBinomial,
-    Poisson,
-    ResponseDistribution,
-    _log_rising_factorial_numpy,
-)
+from .distributions import ResponseDistribution
 
 __all__ = ["CandidateLikelihood", "moving_sum"]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
 # Temporaries of one chunk of responses stay below this size (and below
 # scikit-learn's ``working_memory``): larger chunks are no faster, since the
 # GEMM is already compute-bound at a few hundred rows.
@@ -100,7 +85,7 @@ class CandidateLikelihood:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_cnnenc.families import ResponseDistribution, get_family
+    >>> from sklearn_cnnenc.distributions import ResponseDistribution, get_family
     >>> from sklearn_cnnenc.links import get_link
     >>> rates = np.array([[1.0, 4.0], [4.0, 1.0]])  # two candidates, two neurons
     >>> distribution = ResponseDistribution(get_family("poisson"), get_link("exp"), np.log(rates))
@@ -116,14 +101,20 @@ class CandidateLikelihood:
         self._dispersion = None
         if distribution.dispersion is not None:
             self._dispersion = np.asarray(distribution.dispersion, dtype=float)
-        self._kind = type(self.family)
-        if self._kind is Bernoulli and distribution.link.name != "logit":
-            self._kind = None
-        terms = _candidate_terms(self._kind, distribution, self._dispersion)
-        if terms is None:
-            self._kind = None
-        else:
+        terms = self.family.candidate_terms(
+            distribution.eta, distribution.link, self._dispersion
+        )
+        self._gemm = terms is not None
+        if self._gemm:
             self._weights, self._candidate_term = terms
+        else:
+            warnings.warn(
+                f"The {self.family.name!r} family defines no candidate_terms(): the decoder "
+                "evaluates its log-likelihood for every response and candidate pair, "
+                "which is slower than the matrix-product form.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def __call__(self, Y: np.ndarray, response_term=None) -> np.ndarray:
         """Log-likelihood matrix of shape (n_responses, n_candidates) for one batch.
@@ -134,7 +125,7 @@ class CandidateLikelihood:
         """
         if response_term is None:
             response_term = self.response_term(Y)
-        if self._kind is None:
+        if not self._gemm:
             # y (n, 1, N) against eta (K, N): the family's exact log-probability
             normalizer = None if response_term is None else response_term[:, None, :]
             return self._distribution.log_prob(Y[:, None, :], log_normalizer=normalizer).sum(
@@ -152,21 +143,13 @@ class CandidateLikelihood:
         :meth:`~sklearn_cnnenc.families.Family.log_normalizer` per response
         (a tensor of the shape of ``Y``, or None when it has none).
         """
-        if self._kind is None:
+        if not self._gemm:
             return self.family.log_normalizer(torch.as_tensor(Y))
-        if self._kind is Poisson:
-            return -gammaln(Y + 1.0).sum(axis=1)
-        if self._kind is Gaussian:
-            phi = self._dispersion
-            return -0.5 * (Y**2 @ (1.0 / phi)) - 0.5 * float(np.sum(np.log(phi) + _LOG_2PI))
-        if self._kind is NegativeBinomial:
-            r = 1.0 / self._dispersion
-            return (_log_rising_factorial_numpy(Y, r) - gammaln(Y + 1.0)).sum(axis=1)
-        return np.zeros(len(Y))  # Bernoulli
+        return self.family.response_term(Y, self._dispersion)
 
     def chunk_rows(self, n_rows: int) -> int:
         """Responses per chunk so that temporaries stay within the memory budget."""
-        width = self.n_candidates * (1 if self._kind is not None else self.n_neurons)
+        width = self.n_candidates * (1 if self._gemm else self.n_neurons)
         # the matrix, its moving sum over bins (or an exp() temporary) and
         # the caller's copy of the normalised posterior
         row_bytes = 3 * 8 * max(width, 1)
@@ -194,23 +177,3 @@ class CandidateLikelihood:
             rows = None if response_term is None else response_term[first:stop]
             log_likelihood = moving_sum(self(Y[first:stop], rows), integrate_bins)
             yield slice(start, stop), log_likelihood[start - first :]
-
-
-def _candidate_terms(kind, distribution: ResponseDistribution, dispersion):
-    """``(A, b)`` of the GEMM form for the library's families, else None."""
-    eta = distribution.eta
-    if kind is Poisson:
-        return distribution.log_mean, -distribution.mean.sum(axis=1)
-    if kind is Bernoulli:
-        # log(1 - sigmoid(eta)) = -softplus(eta), written to stay finite
-        return eta, -np.logaddexp(0.0, eta).sum(axis=1)
-    if kind is Gaussian:
-        mean = distribution.mean
-        return mean / dispersion, -0.5 * (mean**2 / dispersion).sum(axis=1)
-    if kind is NegativeBinomial:
-        r = 1.0 / dispersion
-        log_r = np.log(r)
-        log_mean = distribution.log_mean
-        log1p_mean_over_r = np.logaddexp(0.0, log_mean - log_r)
-        return log_mean - log_r - log1p_mean_over_r, -(r * log1p_mean_over_r).sum(axis=1)
-    return None

@@ -51,20 +51,10 @@ __all__ = ["covariance_matrix", "std_errors", "coef_table"]
 
 def _variance(family, mu: torch.Tensor, dispersion) -> torch.Tensor:
     """Variance function of ``family`` at the means ``mu`` (per unit scale)."""
-    if hasattr(family, "variance"):  # Family objects that own their variance
+    try:
         return family.variance(mu, dispersion)
-    name = family.name
-    if name == "poisson":
-        return mu
-    if name == "gaussian":
-        return torch.ones_like(mu)
-    if name == "bernoulli":
-        return mu * (1.0 - mu)
-    if name == "negative_binomial":
-        return mu + torch.as_tensor(dispersion, dtype=mu.dtype) * mu**2
-    if name == "gamma":
-        return mu**2
-    raise ValueError(f"No variance function is known for the {name!r} family.")
+    except NotImplementedError as error:
+        raise ValueError(str(error)) from error
 
 
 def _check_penalty(model) -> float:
@@ -129,11 +119,13 @@ def _information(model, X, y, sample_weight, offset, robust):
     mu, dmu = mu.detach(), dmu.detach()
     variance, residual_score = variance.detach(), residual_score.detach()
     scale = torch.ones(model.n_outputs_, dtype=torch.float64)
-    if family.name == "gaussian":
+    if family.has_dispersion and not family.trains_dispersion:
+        # the dispersion is a scale (gaussian noise variance, gamma 1 / shape):
+        # its Pearson estimate with the residual degrees of freedom
         df = float(s.sum()) - n_params
         if df <= 0:
             raise ValueError(
-                f"The Gaussian noise variance needs more samples than parameters "
+                f"The {family.name} dispersion needs more samples than parameters "
                 f"({float(s.sum()):g} <= {n_params})."
             )
         scale = (s[:, None] * (yt - mu) ** 2 / variance).sum(dim=0) / df

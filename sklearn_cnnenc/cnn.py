@@ -130,11 +130,14 @@ class CNNEncoder(BaseEncoder):
         ``"auto"`` is ``"factorized"`` for images and ``"last"`` for time
         series.
     link : {"auto", "softplus", "exp", "elu1", "identity"}, default="auto"
-        Inverse link into the family; ``"auto"`` is ``"softplus"`` for count
-        families (it grows linearly, which keeps SGD stable where ``"exp"``
-        can overshoot) and the family's canonical link otherwise.
-    family : {"poisson", "gaussian", "negative_binomial", "bernoulli"}, default="poisson"
-        ``"poisson"`` for spike counts; ``"gaussian"`` for calcium responses.
+        Inverse link into the family; ``"auto"`` is ``"softplus"`` for the
+        families whose canonical link is ``"exp"`` (counts, gamma: softplus
+        grows linearly, which keeps SGD stable where ``"exp"`` can overshoot)
+        and the family's canonical link otherwise.
+    family : str or Family, default="poisson"
+        A registered family (:mod:`sklearn_cnnenc.distributions`):
+        ``"poisson"`` for spike counts; ``"gaussian"`` for calcium
+        responses; ``"negative_binomial"``, ``"bernoulli"``, ``"gamma"``.
     input_shape : tuple of int, optional
         Shape of one sample when ``X`` is flat, e.g. ``(H, W)``, ``(C, H,
         W)`` or, with ``input_type="time_series"``, ``(C, T)``.
@@ -593,7 +596,9 @@ class CNNEncoder(BaseEncoder):
         return self.n_init
 
     def _default_link(self, family) -> str:
-        if family.name in ("poisson", "negative_binomial"):
+        # exp of a deep network's output can overshoot: where the family's
+        # canonical link is exp and it accepts softplus, use softplus
+        if family.default_link == "exp" and "softplus" in family.links:
             return "softplus"
         return family.default_link
 
@@ -604,7 +609,7 @@ class CNNEncoder(BaseEncoder):
         self.readout_type_ = self._readout_name(kind)
         self.receptive_field_ = self.core_.receptive_field
         self.n_parameters_ = int(
-            sum(p.numel() for p in self.net_.module_.parameters() if p.requires_grad)
+            sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
         )
 
     # --------------------------------------------------------- accessors
@@ -612,13 +617,13 @@ class CNNEncoder(BaseEncoder):
     def core_(self):
         """The fitted core (:class:`~sklearn_cnnenc.nn.Core2d` or ``CausalCore1d``)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_.predictor.core
+        return self.module_.predictor.core
 
     @property
     def readout_module_(self):
         """The fitted readout module."""
         check_is_fitted(self, "net_")
-        return self.net_.module_.predictor.readout
+        return self.module_.predictor.readout
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

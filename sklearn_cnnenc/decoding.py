@@ -34,7 +34,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._decoding_likelihood import CandidateLikelihood
 from ._solvers import BatchedLBFGS
-from .families import ResponseDistribution
+from .distributions import ResponseDistribution, get_family
+from .utils import final_step as _final_step
 
 __all__ = [
     "BayesianDecoder",
@@ -43,15 +44,8 @@ __all__ = [
     "DECODING_SCORERS",
 ]
 
-_COUNT_FAMILIES = ("poisson", "negative_binomial")
 # A prior given as probabilities must sum to one up to this tolerance.
 _PRIOR_SUM_TOL = 1e-6
-
-
-def _final_step(estimator):
-    while isinstance(estimator, Pipeline):
-        estimator = estimator[-1]
-    return estimator
 
 
 def _check_encoder(encoder) -> None:
@@ -75,11 +69,12 @@ def _predict_distribution(encoder, X) -> ResponseDistribution:
     return encoder.predict_distribution(X)
 
 
-def _check_non_negative(X: np.ndarray, counts: bool) -> None:
-    if counts and np.any(X < 0):
+def _check_non_negative(X: np.ndarray, non_negative: bool) -> None:
+    if non_negative and np.any(X < 0):
         raise ValueError(
-            "Negative values in data passed to BayesianDecoder: responses of a count "
-            f"family must be non-negative (spike counts); minimum {float(X.min())!r}."
+            "Negative values in data passed to BayesianDecoder: responses of a "
+            "non-negative family (spike counts, say) must be non-negative; minimum "
+            f"{float(X.min())!r}."
         )
 
 
@@ -356,7 +351,7 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         family = self._likelihood.family
-        _check_non_negative(X, family.name in _COUNT_FAMILIES)
+        _check_non_negative(X, family.non_negative)
         family.validate_response(X)
         return X
 
@@ -495,10 +490,13 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        family = getattr(_final_step(self.encoder), "family", None)
-        # count families reject negative responses; scikit-learn's checks then
-        # draw non-negative data
-        tags.input_tags.positive_only = family in _COUNT_FAMILIES
+        # families with non-negative support (counts) reject negative
+        # responses; scikit-learn's checks then draw non-negative data
+        try:
+            family = get_family(getattr(_final_step(self.encoder), "family", None))
+        except ValueError:
+            return tags
+        tags.input_tags.positive_only = family.non_negative
         return tags
 
 
@@ -624,7 +622,7 @@ def _frozen(module: torch.nn.Module):
 
 def _stimulus_shape(encoder) -> tuple[int, ...]:
     # BaseEncoder records the input shape its module sees (after validation)
-    shape = getattr(encoder, "_input_shape", None)
+    shape = getattr(encoder, "sample_shape_", None)
     if shape is not None:
         return tuple(shape)
     return (int(encoder.n_features_in_),)
@@ -695,7 +693,7 @@ def reconstruct(
 
         \\hat x = \\arg\\max_x \\; \\log p(y \\mid x) + \\log p(x)
 
-    by gradient-based optimisation through ``encoder.net_.module_`` (the
+    by gradient-based optimisation through ``encoder.module_`` (the
     module maps a stimulus batch to the linear predictor; the family and link
     of the encoder give the likelihood, with its fitted dispersion). Several
     responses are reconstructed at once, each as its own problem.
@@ -765,10 +763,10 @@ def reconstruct(
             "differentiable); pass pipeline[-1] and reconstruct its input features."
         )
     check_is_fitted(encoder)
-    module = getattr(getattr(encoder, "net_", None), "module_", None)
+    module = getattr(encoder, "module_", None)
     if not isinstance(module, torch.nn.Module) or not hasattr(encoder, "family_"):
         raise TypeError(
-            f"{type(encoder).__name__} has no fitted torch module (net_.module_) and family_: "
+            f"{type(encoder).__name__} has no fitted torch module (module_) and family_: "
             "reconstruct works with the encoding models of this library."
         )
     if solver not in ("lbfgs", "adam"):

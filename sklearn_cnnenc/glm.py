@@ -57,12 +57,17 @@ class PoissonGLM(BaseEncoder):
     l1_ratio : float, default=0.0
         Elastic-net mixing: 0 is ridge, 1 is lasso. Values above 0 give exact
         zeros and need a solver for non-smooth penalties.
-    family : {"poisson", "gaussian", "bernoulli", "negative_binomial"}, default="poisson"
-        Observation family; the Gaussian noise variance and the negative
-        binomial over-dispersion are fitted (``dispersion_``).
+    family : str or Family, default="poisson"
+        Observation family: ``"poisson"``, ``"gaussian"``, ``"bernoulli"``,
+        ``"negative_binomial"``, ``"gamma"``, a name given to
+        :func:`~sklearn_cnnenc.distributions.register_family`, or a
+        :class:`~sklearn_cnnenc.distributions.Family`. The Gaussian noise
+        variance, the gamma shape and the negative binomial over-dispersion
+        are fitted (``dispersion_``).
     link : {"auto", "exp", "softplus", "elu1", "identity", "logit"}, default="auto"
         Inverse link; ``"auto"`` is the family's canonical choice (``"exp"``
-        for counts, ``"identity"`` for the Gaussian, ``"logit"`` for binary).
+        for counts and gamma, ``"identity"`` for the Gaussian, ``"logit"``
+        for binary).
     fit_intercept : bool, default=True
     groups : array-like of shape (n_features,), default=None
         Group label of every feature (ints or strings). With ``l1_ratio > 0``
@@ -270,7 +275,7 @@ class PoissonGLM(BaseEncoder):
         }
 
     def _set_fitted_attributes(self) -> None:
-        predictor = self.net_.module_.predictor
+        predictor = self.module_.predictor
         coef = predictor.weight.detach().cpu().double().numpy().copy()
         if predictor.bias is None:
             intercept = np.zeros(self.n_outputs_)

@@ -13,10 +13,10 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._base import _RegisteredFamilies
 from ._solvers import BatchedFISTA, BatchedLBFGS, batched_glm_newton
-from .families import get_family
+from .distributions import Family, get_family
 from .glm import PoissonGLM
-from .links import get_link
 from .metrics import _check_sample_weight
 
 __all__ = ["PoissonGLMCV"]
@@ -123,7 +123,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         "scoring": [str, callable, None],
         "per_neuron": ["boolean"],
         "n_jobs": [Integral, None],
-        "family": [StrOptions({"poisson", "gaussian", "bernoulli", "negative_binomial"})],
+        "family": [_RegisteredFamilies(), Family],
         "link": [str],
         "fit_intercept": ["boolean"],
         "groups": ["array-like", None],
@@ -262,8 +262,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
             raise ValueError("PoissonGLMCV requires y to be passed, but the target y is None.")
         X = validate_data(self, X, reset=True, dtype=[np.float64, np.float32], order="F")
         family = get_family(self.family)
-        link = get_link(family.default_link if self.link == "auto" else self.link)
-        family.validate_link(link)
+        link = family.check_link(family.default_link if self.link == "auto" else self.link)
         base = self._glm()
         y = base._validate_y(y, n_samples=X.shape[0], family=family, dtype=np.float64)
         y_2d = y.reshape(len(y), -1)
@@ -354,7 +353,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         if final is None:  # pragma: no cover - per_neuron needs the batched path
             raise ValueError("per_neuron=True needs the batched path.")
         coef, intercept = final
-        predictor = estimator.net_.module_.predictor
+        predictor = estimator.module_.predictor
         with torch.no_grad():
             dtype = predictor.weight.dtype
             predictor.weight.copy_(

@@ -77,7 +77,9 @@ class LNModel(BaseEncoder):
         Inverse link (output nonlinearity); ``"auto"`` is the family's
         canonical choice, as for :class:`PoissonGLM` (``"exp"`` for counts,
         ``"identity"`` for the Gaussian, ``"logit"`` for binary responses).
-    family : {"poisson", "gaussian", "bernoulli", "negative_binomial"}, default="poisson"
+    family : str or Family, default="poisson"
+        A registered family (see :class:`PoissonGLM` and
+        :mod:`sklearn_cnnenc.distributions`).
     input_shape : tuple of int, optional
         Shape of one input row, e.g. ``(n_lags, n_pixels)`` for the output of
         a :class:`~sklearn_cnnenc.preprocessing.TimeLagger` (whose columns are
@@ -297,7 +299,7 @@ class LNModel(BaseEncoder):
         return params
 
     def _set_fitted_attributes(self) -> None:
-        predictor = self.net_.module_.predictor
+        predictor = self.module_.predictor
         n_neurons, k = self.n_outputs_, self.n_filters
 
         def numpy(tensor: torch.Tensor) -> np.ndarray:

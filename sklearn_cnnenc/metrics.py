@@ -32,6 +32,7 @@ import copy
 import inspect
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
@@ -44,7 +45,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.metadata_routing import MetadataRequest
 
-from .families import Family, get_family
+from .distributions import Family, get_family
 
 __all__ = [
     "log_likelihood",
@@ -57,6 +58,8 @@ __all__ = [
     "make_encoding_scorer",
     "get_scorer",
     "SCORERS",
+    "METRICS",
+    "Metric",
 ]
 
 _MULTIOUTPUT_OPTIONS = ("raw_values", "uniform_average")
@@ -112,21 +115,7 @@ def _check_sample_weight(sample_weight: ArrayLike | None, y_true: np.ndarray) ->
 
 def _check_mean(family: Family, mean: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``mean`` lies outside the family's mean domain."""
-    if family.name in ("poisson", "negative_binomial"):
-        invalid = mean < 0
-        if np.any(invalid):
-            raise ValueError(
-                f"{name} must be non-negative for the {family.name!r} family (it is an "
-                f"expected spike count); found {int(np.sum(invalid))} negative value(s), "
-                f"minimum {float(np.min(mean))!r}."
-            )
-    elif family.name == "bernoulli":
-        invalid = (mean < 0) | (mean > 1)
-        if np.any(invalid):
-            raise ValueError(
-                f"{name} must lie in [0, 1] for the 'bernoulli' family (it is a spike "
-                f"probability); found {int(np.sum(invalid))} value(s) outside."
-            )
+    family.check_mean(mean, name)
 
 
 def _check_dispersion(
@@ -136,7 +125,7 @@ def _check_dispersion(
     y_pred: np.ndarray,
     sample_weight: np.ndarray | None,
 ) -> np.ndarray | None:
-    """Return the dispersion to score with: validated, or estimated for gaussian."""
+    """Return the dispersion to score with: validated, or estimated if not trained."""
     if not family.has_dispersion:
         if dispersion is not None:
             raise ValueError(
@@ -145,7 +134,8 @@ def _check_dispersion(
             )
         return None
     if dispersion is None:
-        if family.name == "gaussian":
+        if not family.trains_dispersion:
+            # estimated from the fitted means, as the estimators do (gaussian, gamma)
             return family.estimate_dispersion(y_true, y_pred, sample_weight)
         raise ValueError(
             f"The {family.name!r} log-likelihood needs its dispersion: pass "
@@ -1078,15 +1068,48 @@ def _stimulus_p_value(responses: np.ndarray, noise_variance: np.ndarray) -> np.n
 
 # --- scorers ----------------------------------------------------------------
 
-_SCORER_METRICS: dict[str, tuple[Callable, dict[str, Any]]] = {
-    "log_likelihood": (log_likelihood, {}),
-    "bits_per_spike": (bits_per_spike, {}),
-    "pseudo_r2": (pseudo_r2, {"kind": "mcfadden"}),
-    "pseudo_r2_deviance": (pseudo_r2, {"kind": "deviance"}),
-    "correlation": (correlation, {}),
+@dataclass(frozen=True)
+class Metric:
+    """One entry of :data:`METRICS`: how scorers and ``compare_models`` call a metric.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(y_true, y_pred, *, sample_weight, multioutput, **kwargs)``.
+    kwargs : dict
+        Fixed keyword arguments (``kind="deviance"``, say).
+    takes_family : bool
+        Whether it takes the fitted model's ``family`` and ``dispersion``.
+    takes_null : bool
+        Whether it compares to a null model (``y_null``, the training mean
+        with ``null="train"``).
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.metrics import METRICS
+    >>> METRICS["pseudo_r2_deviance"].kwargs
+    {'kind': 'deviance'}
+    """
+
+    function: Callable
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    takes_family: bool = False
+    takes_null: bool = False
+
+
+METRICS: dict[str, Metric] = {
+    "log_likelihood": Metric(log_likelihood, takes_family=True),
+    "bits_per_spike": Metric(bits_per_spike, takes_null=True),
+    "pseudo_r2": Metric(pseudo_r2, {"kind": "mcfadden"}, takes_family=True, takes_null=True),
+    "pseudo_r2_deviance": Metric(
+        pseudo_r2, {"kind": "deviance"}, takes_family=True, takes_null=True
+    ),
+    "correlation": Metric(correlation),
 }
-_SCORERS_WITH_FAMILY = ("log_likelihood", "pseudo_r2", "pseudo_r2_deviance")
-_SCORERS_WITH_NULL = ("bits_per_spike", "pseudo_r2", "pseudo_r2_deviance")
+"""The per-neuron metrics known by name, read by :func:`make_encoding_scorer`,
+:data:`SCORERS` and :func:`~sklearn_cnnenc.model_selection.compare_models`:
+to add one, add its function and an entry here."""
+
 _NULL_OPTIONS = ("scored", "train")
 
 
@@ -1138,8 +1161,9 @@ class _EncodingScorer:
         y_true: ArrayLike,
         sample_weight: ArrayLike | None = None,
     ) -> float:
-        metric, fixed_kwargs = _SCORER_METRICS[self._name]
-        kwargs = {**fixed_kwargs, **self._metric_kwargs}
+        spec = METRICS[self._name]
+        metric = spec.function
+        kwargs = {**spec.kwargs, **self._metric_kwargs}
         if self._name == "log_likelihood" and not {"family", "dispersion"} & kwargs.keys():
             # the model's own distribution, from its linear predictor: the
             # same number as its score(), whatever its family and dispersion,
@@ -1154,7 +1178,7 @@ class _EncodingScorer:
                     )
                 )
         final, _ = _final_estimator(estimator)
-        if self._name in _SCORERS_WITH_FAMILY and "family" not in kwargs:
+        if spec.takes_family and "family" not in kwargs:
             if hasattr(final, "family_"):
                 kwargs["family"] = final.family_
                 kwargs.setdefault("dispersion", getattr(final, "dispersion_", None))
@@ -1289,17 +1313,18 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
     >>> bool(np.all(scores > 0))
     True
     """
-    if name not in _SCORER_METRICS:
+    if name not in METRICS:
         raise ValueError(
-            f"Unknown encoding scorer name {name!r}; expected one of {list(_SCORER_METRICS)}."
+            f"Unknown encoding scorer name {name!r}; expected one of {list(METRICS)}."
         )
-    if "null" in metric_kwargs and name not in _SCORERS_WITH_NULL:
+    if "null" in metric_kwargs and not METRICS[name].takes_null:
+        with_null = [key for key, spec in METRICS.items() if spec.takes_null]
         raise ValueError(
-            f"null= applies only to the scorers {list(_SCORERS_WITH_NULL)}, not to {name!r}."
+            f"null= applies only to the scorers {with_null}, not to {name!r}."
         )
     null = metric_kwargs.pop("null", "scored")
     _check_option(null, _NULL_OPTIONS, "null")
-    metric, fixed_kwargs = _SCORER_METRICS[name]
+    metric, fixed_kwargs = METRICS[name].function, METRICS[name].kwargs
     if null == "train" and "y_null" in metric_kwargs:
         raise ValueError("Pass either null='train' or y_null=..., not both.")
     accepted = inspect.signature(metric).parameters
@@ -1320,7 +1345,7 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
 
 
 SCORERS: dict[str, Callable[..., float]] = {
-    name: make_encoding_scorer(name) for name in _SCORER_METRICS
+    name: make_encoding_scorer(name) for name in METRICS
 }
 """The encoding scorers by name, ready for ``scoring=SCORERS`` (multimetric).
 

@@ -40,7 +40,7 @@ from skorch.dataset import unpack_data
 from skorch.exceptions import DeviceWarning
 from torch import nn
 
-from .families import Family
+from .distributions import Family
 from .links import Link
 
 __all__ = [
@@ -499,7 +499,7 @@ class NegativeLogLikelihood(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_cnnenc.families import get_family
+    >>> from sklearn_cnnenc.distributions import get_family
     >>> from sklearn_cnnenc.links import get_link
     >>> from sklearn_cnnenc.training import NegativeLogLikelihood
     >>> loss = NegativeLogLikelihood(get_family("poisson"), get_link("exp"))
@@ -558,7 +558,7 @@ class EncoderNet(NeuralNet):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_cnnenc.families import get_family
+    >>> from sklearn_cnnenc.distributions import get_family
     >>> from sklearn_cnnenc.links import get_link
     >>> from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
     >>> from sklearn_cnnenc.training import EncoderNet, NegativeLogLikelihood

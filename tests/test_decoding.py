@@ -1,6 +1,6 @@
 """BayesianDecoder and reconstruct, against hand computations, closed forms and simulations."""
 
-from types import SimpleNamespace
+import warnings
 
 import numpy as np
 import pytest
@@ -85,16 +85,27 @@ def test_posterior_equals_scipy_likelihood_times_prior_normalised(family):
     np.testing.assert_array_equal(decoder.predict(Y), expected.argmax(axis=1))
 
 
-def test_generic_families_fall_back_to_broadcasting_with_the_same_result():
-    class CustomPoisson(Poisson):  # unknown to the GEMM path
-        pass
+def test_families_without_a_candidate_form_fall_back_to_broadcasting_with_a_warning():
+    class CustomPoisson(Poisson):  # inherits the GEMM form
+        name = "custom_poisson"
+
+    class NoFormPoisson(Poisson):  # declines it
+        name = "no_form_poisson"
+
+        def candidate_terms(self, eta, link, dispersion=None):
+            return None
 
     rng = np.random.RandomState(0)
     eta = rng.normal(0.0, 1.0, (7, 4))
     Y = rng.poisson(2.0, (30, 4)).astype(float)
     gemm = CandidateLikelihood(ResponseDistribution(Poisson(), get_link("exp"), eta))
-    broadcast = CandidateLikelihood(ResponseDistribution(CustomPoisson(), get_link("exp"), eta))
-    assert gemm._kind is Poisson and broadcast._kind is None
+    subclass = CandidateLikelihood(ResponseDistribution(CustomPoisson(), get_link("exp"), eta))
+    with pytest.warns(UserWarning, match="defines no candidate_terms"):
+        broadcast = CandidateLikelihood(
+            ResponseDistribution(NoFormPoisson(), get_link("exp"), eta)
+        )
+    assert gemm._gemm and subclass._gemm and not broadcast._gemm
+    np.testing.assert_allclose(subclass(Y), gemm(Y), rtol=1e-12)
     np.testing.assert_allclose(broadcast(Y), gemm(Y), rtol=1e-12)
 
 
@@ -105,35 +116,43 @@ def test_response_term_is_computed_once_per_call_and_the_posterior_is_unchanged(
     """c(y) (log y!) once per call, not per chunk, with the brute-force posterior."""
     encoder = _fitted_encoder("poisson" if family == "custom" else family)
     if family == "custom":
-        class CustomPoisson(Poisson):  # unknown to the GEMM path: the broadcasting one
-            pass
+        class CustomPoisson(Poisson):  # no GEMM form: the broadcasting path
+            name = "custom_no_form"
+
+            def candidate_terms(self, eta, link, dispersion=None):
+                return None
 
         encoder.family_ = CustomPoisson()
     rng = np.random.RandomState(1)
     stimuli = rng.standard_normal((5, 3))
     Y = encoder.sample(stimuli[rng.randint(5, size=60)], random_state=2)
-    decoder = BayesianDecoder(encoder, stimuli, "uniform", prefit=True,
-                              integrate_bins=3).fit(Y, np.arange(60) % 5)
-    assert (decoder._likelihood._kind is None) == (family == "custom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the custom family's slower path
+        decoder = BayesianDecoder(encoder, stimuli, "uniform", prefit=True,
+                                  integrate_bins=3).fit(Y, np.arange(60) % 5)
+    assert decoder._likelihood._gemm == (family != "custom")
     per_bin = _scipy_log_likelihood(encoder, stimuli, Y)
     expected = np.array([per_bin[max(0, t - 2) : t + 1].sum(axis=0) for t in range(len(Y))])
     posterior = np.exp(expected - expected.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
 
     calls = []
-    original = type(encoder.family_).log_normalizer
-    scipy_gammaln = sklearn_cnnenc._decoding_likelihood.gammaln
+    family_type = type(encoder.family_)
+    original_normalizer = family_type.log_normalizer
+    original_term = family_type.response_term
 
     def counted_normalizer(self, y):
         calls.append(len(y))
-        return original(self, y)
+        return original_normalizer(self, y)
 
-    def counted_gammaln(y):
-        calls.append(len(y))
-        return scipy_gammaln(y)
+    def counted_term(self, Y, dispersion=None):
+        calls.append(len(Y))
+        return original_term(self, Y, dispersion)
 
-    monkeypatch.setattr(type(encoder.family_), "log_normalizer", counted_normalizer)
-    monkeypatch.setattr(sklearn_cnnenc._decoding_likelihood, "gammaln", counted_gammaln)
+    if family == "custom":
+        monkeypatch.setattr(family_type, "log_normalizer", counted_normalizer)
+    else:
+        monkeypatch.setattr(family_type, "response_term", counted_term)
     with sklearn.config_context(working_memory=0.001):  # chunks of a few rows
         assert decoder._likelihood.chunk_rows(len(Y)) < 10
         log_likelihood = decoder.log_likelihood(Y)
@@ -572,11 +591,10 @@ class _ImageEncoder(BaseEstimator):
             predictor.weight.copy_(torch.as_tensor(weight))
             predictor.bias.copy_(torch.as_tensor(bias))
         flatten_then_linear = torch.nn.Sequential(torch.nn.Flatten(), predictor)
-        self.net_ = SimpleNamespace(
-            module_=EncodingModule(flatten_then_linear, get_link("identity"), len(bias))
-        )
+        # the public fitted surface reconstruct reads: module_ and sample_shape_
+        self.module_ = EncodingModule(flatten_then_linear, get_link("identity"), len(bias))
         self.family_, self.link_ = Gaussian(), get_link("identity")
-        self.dispersion_, self.n_outputs_, self._input_shape = noise_variance, len(bias), (3, 4)
+        self.dispersion_, self.n_outputs_, self.sample_shape_ = noise_variance, len(bias), (3, 4)
 
     def fit(self, X, y):  # scikit-learn's check_is_fitted wants an estimator
         return self

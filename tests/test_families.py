@@ -17,6 +17,8 @@ def _scipy_log_prob(name, y, mean, dispersion):
         return stats.norm.logpdf(y, mean, np.sqrt(dispersion))
     if name == "bernoulli":
         return stats.bernoulli.logpmf(y, mean)
+    if name == "gamma":
+        return stats.gamma.logpdf(y, 1.0 / dispersion, scale=mean * dispersion)
     r = 1.0 / dispersion
     return stats.nbinom.logpmf(y, r, r / (r + mean))
 
@@ -73,7 +75,8 @@ def test_sampler_has_the_family_mean_and_variance(name):
     mean = np.full(200_000, 0.4 if name == "bernoulli" else 3.0)
     dispersion = np.array(0.5) if family.has_dispersion else None
     draws = family.sample(mean, dispersion, random_state=0)
-    variance = {"poisson": 3.0, "gaussian": 0.5, "bernoulli": 0.24, "negative_binomial": 7.5}[name]
+    variance = {"poisson": 3.0, "gaussian": 0.5, "bernoulli": 0.24, "negative_binomial": 7.5,
+                "gamma": 4.5}[name]
     assert draws.mean() == pytest.approx(mean[0], abs=0.03)
     assert draws.var() == pytest.approx(variance, rel=0.03)
     np.testing.assert_array_equal(draws, family.sample(mean, dispersion, random_state=0))
@@ -108,8 +111,8 @@ def test_responses_outside_the_support_are_rejected(name, y, message):
 def test_invalid_link_and_unknown_family_are_clear_errors():
     with pytest.raises(ValueError, match="not valid for the 'bernoulli' family"):
         get_family("bernoulli").validate_link(get_link("exp"))
-    with pytest.raises(ValueError, match="Unknown family 'gamma'"):
-        get_family("gamma")
+    with pytest.raises(ValueError, match="Unknown family 'weibull'"):
+        get_family("weibull")
     with pytest.raises(ValueError, match="needs a dispersion"):
         get_family("gaussian").log_prob(0.0, 0.0)
 

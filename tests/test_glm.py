@@ -272,7 +272,7 @@ def test_bad_parameters_and_predict_inputs_are_clear_errors(poisson_data):
     with pytest.raises(ValueError, match="alpha"):
         PoissonGLM(alpha=-1.0).fit(X, y)
     with pytest.raises(ValueError, match="family"):
-        PoissonGLM(family="gamma").fit(X, y)
+        PoissonGLM(family="weibull").fit(X, y)
     with pytest.raises(ValueError, match="link"):
         PoissonGLM(link="cube").fit(X, y)
     with pytest.raises(ValueError, match="not valid for the 'poisson' family"):

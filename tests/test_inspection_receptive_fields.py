@@ -9,9 +9,9 @@ from sklearn_cnnenc.inspection import (
     empirical_receptive_field,
     receptive_field_size,
 )
-from sklearn_cnnenc.inspection._models import evaluating
 from sklearn_cnnenc.inspection._receptive_fields import core_input, read_by_core
 from sklearn_cnnenc.nn import CausalCore1d, Core2d
+from sklearn_cnnenc.utils import evaluating
 
 SMALL = dict(channels=3, max_epochs=1, device="cpu", random_state=0)
 

@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch, check_random_state
 
-from ..families import get_family
-from ..links import get_link
+from ..distributions import get_family
 
 __all__ = ["make_glm_data"]
 
@@ -63,8 +62,7 @@ def make_glm_data(
     ((100, 4), (100, 2), (2, 4))
     """
     family_obj = get_family(family)
-    link_obj = get_link(family_obj.default_link if link == "auto" else link)
-    family_obj.validate_link(link_obj)
+    link_obj = family_obj.check_link(family_obj.default_link if link == "auto" else link)
     rng = check_random_state(random_state)
 
     X = rng.standard_normal((n_samples, n_features))
@@ -79,8 +77,8 @@ def make_glm_data(
     mean = link_obj.inverse(torch.as_tensor(eta)).numpy()
 
     if family_obj.has_dispersion:
-        default = 1.0 if family_obj.name == "gaussian" else 0.5
-        dispersion_array = np.full(n_neurons, default if dispersion is None else dispersion)
+        value = family_obj.default_dispersion if dispersion is None else dispersion
+        dispersion_array = np.full(n_neurons, value)
     else:
         dispersion_array = None
     y = family_obj.sample(mean, dispersion_array, rng)

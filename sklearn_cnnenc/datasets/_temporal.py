@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch, check_random_state
 
-from ..families import get_family
+from ..distributions import get_family
 from ..links import get_link
 from ..preprocessing import TimeLagger
 

@@ -290,7 +290,7 @@ def _canonical_ln(model):
             "equivalent_glm(model) for its identified filter."
         )
     canonical = copy.deepcopy(model)
-    predictor = canonical.net_.module_.predictor
+    predictor = canonical.module_.predictor
     with torch.no_grad():
         filters = predictor.full_filters().detach().double()  # (K, k, n_features)
         weights = predictor.weights.detach().double()

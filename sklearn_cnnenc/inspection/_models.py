@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -44,24 +43,15 @@ def check_fitted_encoder(model, tool: str) -> None:
     check_is_fitted(model, "net_")
 
 
-@contextlib.contextmanager
-def evaluating(module: torch.nn.Module):
-    """Evaluation mode (BatchNorm running statistics, readout means) for the block."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.train(False)
-    try:
-        yield module
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
 def parameter_like(module: torch.nn.Module) -> torch.Tensor:
     return next(p for p in module.parameters())
 
 
 def sample_shape(model) -> tuple[int, ...]:
     """Shape of one sample as the model's torch module takes it."""
+    shape = getattr(model, "sample_shape_", None)
+    if shape is not None:
+        return tuple(shape)
     if is_cnn_encoder(model):
         return tuple(model.input_shape_)
     return (int(model.n_features_in_),)
@@ -85,13 +75,13 @@ def as_model_input(model, X) -> torch.Tensor:
             f"X must hold samples of {n_values} values (shape {user_sample_shape(model)}) for "
             f"this {_name(model)}; got an array of shape {X.shape}."
         )
-    param = parameter_like(model.net_.module_)
+    param = parameter_like(model.module_)
     return torch.as_tensor(X.reshape(-1, *shape), dtype=param.dtype, device=param.device)
 
 
 def linear_predictor(model, inputs: torch.Tensor) -> torch.Tensor:
     """The model's linear predictor ``eta`` (n, n_neurons), differentiable in ``inputs``."""
-    return model.net_.module_(inputs)
+    return model.module_(inputs)
 
 
 def predict(model, X) -> np.ndarray:

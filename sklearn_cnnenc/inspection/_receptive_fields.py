@@ -12,12 +12,12 @@ from sklearn.utils import Bunch
 
 from ..nn.cores import _StackedCore, receptive_field
 from ..nn.locally_connected import _pair
+from ..utils import evaluating
 from ._models import (
     _name,
     as_model_input,
     check_fitted_encoder,
     conv_core,
-    evaluating,
     is_cnn_encoder,
     linear_predictor,
     parameter_like,
@@ -208,7 +208,7 @@ def core_input(model_or_core, X, tool: str) -> tuple[_StackedCore, torch.Tensor,
     core = conv_core(model_or_core, tool)
     if is_cnn_encoder(model_or_core):
         inputs = as_model_input(model_or_core, X)
-        return core, inputs, model_or_core.net_.module_.predictor.crop
+        return core, inputs, model_or_core.module_.predictor.crop
     inputs, n_read = _core_input(core, X)
     return core, inputs, n_read
 
@@ -304,7 +304,7 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
         if unit is not None:
             raise ValueError("unit picks a core unit; it applies only with neuron=None.")
         inputs = as_model_input(model, X).requires_grad_(True)
-        with evaluating(model.net_.module_), torch.enable_grad():
+        with evaluating(model.module_), torch.enable_grad():
             eta = linear_predictor(model, inputs)
             (gradient,) = torch.autograd.grad(eta[:, neuron].sum(), inputs)
         if is_cnn_encoder(model):
@@ -396,7 +396,7 @@ def count_parameters(model, *, by_module: bool = False):
         module = model
     else:
         check_fitted_encoder(model, "count_parameters")
-        module = model.net_.module_
+        module = model.module_
     if not by_module:
         return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
     counts = {}

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ..nn.locally_connected import _pair
-from ._models import _name, evaluating, is_cnn_encoder, predict
+from ..utils import evaluating
+from ._models import _name, is_cnn_encoder, predict
 from ._receptive_fields import core_geometry, core_input, read_by_core
 
 __all__ = ["conv_weight_gradient", "translation_equivariance_error"]

@@ -9,10 +9,10 @@ import torch
 from sklearn.utils import Bunch, check_random_state
 
 from ..stimuli import gratings, phase_shift
+from ..utils import evaluating
 from ._models import (
     as_model_input,
     check_fitted_encoder,
-    evaluating,
     is_cnn_encoder,
     linear_predictor,
     predict,
@@ -119,7 +119,7 @@ def most_exciting_input(
 
     x = as_model_input(model, rng.standard_normal((n_init, n_values)))
     x = project(x)
-    module = model.net_.module_
+    module = model.module_
     best_x, best_eta = x.clone(), torch.full((n_init,), -torch.inf, dtype=x.dtype)
     with evaluating(module), torch.enable_grad():
         for step in range(n_steps + 1):

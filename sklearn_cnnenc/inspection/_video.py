@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch
 
-from ._models import as_model_input, evaluating, is_cnn_encoder, linear_predictor
+from ..utils import evaluating
+from ._models import as_model_input, is_cnn_encoder, linear_predictor
 
 
 def is_video_model(model) -> bool:
@@ -27,7 +28,7 @@ def video_receptive_field(model, X, neuron=None, unit=None) -> Bunch:
         if unit is not None:
             raise ValueError("unit picks a core unit; it applies only with neuron=None.")
         inputs = as_model_input(model, X).requires_grad_(True)
-        with evaluating(model.net_.module_), torch.enable_grad():
+        with evaluating(model.module_), torch.enable_grad():
             eta = linear_predictor(model, inputs)
             (gradient,) = torch.autograd.grad(eta[:, neuron].sum(), inputs)
         gradient = gradient.sum(dim=2)  # (n, T, C, H, W): over input channels
@@ -47,7 +48,7 @@ def video_receptive_field(model, X, neuron=None, unit=None) -> Bunch:
         else:
             core = model.core_
             inputs = as_model_input(model, X)
-            crop = model.net_.module_.predictor.crop
+            crop = model.module_.predictor.crop
         inputs = inputs.clone().requires_grad_(True)
         with evaluating(core), torch.enable_grad():
             read = inputs if crop is None else inputs[:, -crop:]

@@ -24,8 +24,10 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_consistent_length
 
 from ..glm_cv import PoissonGLMCV
-from ..metrics import bits_per_spike, correlation, log_likelihood, pseudo_r2
+from ..metrics import METRICS, log_likelihood
 from ..utils import compute_threads, limit_threads
+from ..utils import final_step as _final_step
+from ..utils import fitted_model as _fitted_model
 from ._likelihood_ratio import likelihood_ratio_test
 
 __all__ = ["compare_models", "ModelComparison", "GridEdgeWarning", "SilentUnitWarning"]
@@ -61,24 +63,13 @@ DEFAULT_METRICS = ("log_likelihood", "bits_per_spike", "pseudo_r2", "correlation
 ORACLE = "oracle"
 
 
-def _final_step(estimator):
-    while isinstance(estimator, Pipeline):
-        estimator = estimator[-1]
-    return estimator
-
-
-def _fitted_model(estimator):
-    """The fitted model inside a search object (its refitted best estimator)."""
-    return getattr(estimator, "best_estimator_", estimator)
-
-
 @dataclass
 class _HeldOut:
     """A fitted model's held-out predictions: means, per-neuron log-likelihood, family."""
 
     mean: np.ndarray
     log_likelihood: np.ndarray
-    family: str
+    family: object  # a Family, or a registered family's name
     dispersion: np.ndarray | None
 
 
@@ -89,7 +80,7 @@ def _held_out(model, X, y_2d) -> _HeldOut:
         Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
         distribution = final.predict_distribution(Xt)
         return _HeldOut(distribution.mean, distribution.log_prob(y_2d).mean(axis=0),
-                        distribution.family.name, distribution.dispersion)
+                        distribution.family, distribution.dispersion)
     mean = np.asarray(model.predict(X), dtype=float).reshape(len(y_2d), -1)
     return _HeldOut(mean, log_likelihood(y_2d, mean, multioutput="raw_values"), "poisson", None)
 
@@ -103,18 +94,16 @@ def _oracle(mean, y_2d, family, dispersion) -> _HeldOut:
 def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
     if callable(metric):
         return np.asarray(metric(y_2d, held.mean), dtype=float).reshape(-1)
-    if name == "log_likelihood":
+    if metric == "log_likelihood":
+        # the model's own distribution, from its linear predictor
         return held.log_likelihood
-    if name == "bits_per_spike":
-        return bits_per_spike(y_2d, held.mean, y_null=train_mean, multioutput="raw_values")
-    if name in ("pseudo_r2", "pseudo_r2_deviance"):
-        kind = "deviance" if name == "pseudo_r2_deviance" else "mcfadden"
-        return pseudo_r2(y_2d, held.mean, kind=kind, family=held.family,
-                         dispersion=held.dispersion, y_null=train_mean,
-                         multioutput="raw_values")
-    if name == "correlation":
-        return correlation(y_2d, held.mean, multioutput="raw_values")
-    raise ValueError(f"Unknown metric {name!r}.")
+    spec = METRICS[metric]
+    kwargs = dict(spec.kwargs)
+    if spec.takes_family:
+        kwargs.update(family=held.family, dispersion=held.dispersion)
+    if spec.takes_null:
+        kwargs["y_null"] = train_mean
+    return np.asarray(spec.function(y_2d, held.mean, multioutput="raw_values", **kwargs))
 
 
 def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
@@ -462,8 +451,7 @@ def _resolve_metrics(scoring) -> dict[str, str | Callable]:
         items = scoring.items()
     else:
         items = ((name, name) for name in scoring)
-    known = {"log_likelihood", "bits_per_spike", "pseudo_r2", "pseudo_r2_deviance",
-             "correlation"}
+    known = set(METRICS)
     for name, metric in items:
         if not callable(metric) and metric not in known:
             raise ValueError(f"Unknown metric {metric!r}; expected one of {sorted(known)} "

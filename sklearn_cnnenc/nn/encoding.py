@@ -45,7 +45,7 @@ class EncodingModule(nn.Module):
     >>> from sklearn_cnnenc.links import get_link
     >>> from sklearn_cnnenc.nn import EncodingModule, LinearPredictor
     >>> module = EncodingModule(LinearPredictor(4, 2), get_link("exp"), n_outputs=2)
-    >>> module.predict_mean(torch.zeros(3, 4)).detach()
+    >>> module.link.inverse(module(torch.zeros(3, 4))).detach()
     tensor([[1., 1.],
             [1., 1.],
             [1., 1.]])
@@ -93,10 +93,6 @@ class EncodingModule(nn.Module):
         if self.raw_dispersion is not None:
             self.raw_dispersion = nn.Parameter(self.raw_dispersion.detach()[index].clone())
         self.n_restarts = 1
-
-    def predict_mean(self, X: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-        """Expected response ``link.inverse(eta)``."""
-        return self.link.inverse(self.forward(X, offset))
 
     def regularizer(self) -> torch.Tensor:
         """The predictor's penalty (zero if it has none)."""
