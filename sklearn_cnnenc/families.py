@@ -83,6 +83,8 @@ class Family:
     name: str = ""
     default_link: str = ""
     links: tuple[str, ...] = ()
+    # links valid only for a linear predictor that is positive by construction
+    nonnegative_links: tuple[str, ...] = ()
     has_dispersion: bool = False
     # whether the dispersion is a trained parameter (else estimated after fitting)
     trains_dispersion: bool = False
@@ -91,8 +93,23 @@ class Family:
     def validate_response(self, y: np.ndarray) -> None:
         """Raise ``ValueError`` if ``y`` holds values outside the support."""
 
-    def validate_link(self, link: Link) -> None:
-        """Raise ``ValueError`` if ``link`` cannot produce a valid mean."""
+    def validate_link(self, link: Link, predictor_nonnegative: bool = False) -> None:
+        """Raise ``ValueError`` if ``link`` cannot produce a valid mean.
+
+        ``predictor_nonnegative``: whether the model's linear predictor is
+        positive by construction (e.g. a sum of squares plus a positive
+        baseline); the links in ``nonnegative_links`` are then valid too.
+        """
+        if link.name in self.nonnegative_links and link.name not in self.links:
+            if predictor_nonnegative:
+                return
+            raise ValueError(
+                f"The {link.name!r} link is not valid for the {self.name!r} family here: it "
+                "gives a valid mean only for a linear predictor that is positive by "
+                "construction, such as LNModel with "
+                "nonlinearity='square' and fit_intercept=True (a sum of squares plus a "
+                f"positive baseline); this model's can be negative. Use one of {list(self.links)}."
+            )
         if link.name not in self.links:
             raise ValueError(
                 f"The {link.name!r} link is not valid for the {self.name!r} family; "
@@ -221,6 +238,7 @@ class Poisson(Family):
     name = "poisson"
     default_link = "exp"
     links = ("exp", "softplus", "elu1")
+    nonnegative_links = ("identity",)
 
     def validate_response(self, y: np.ndarray) -> None:
         _check_non_negative(y, self.name)
@@ -341,6 +359,7 @@ class NegativeBinomial(Family):
     name = "negative_binomial"
     default_link = "exp"
     links = ("exp", "softplus", "elu1")
+    nonnegative_links = ("identity",)
     has_dispersion = True
     trains_dispersion = True
 
