@@ -163,7 +163,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     (trainings one after the other, default 1), ``_n_batched_restarts``
     (copies of every neuron's problem solved together in one training,
     default 1), ``_default_link`` (what ``link="auto"`` means; default the
-    family's canonical link), ``_initialize_module`` (the starting point;
+    family's canonical link), ``_predictor_nonnegative`` (whether the linear
+    predictor is positive by construction, which admits the identity link
+    for counts; default False), ``_initialize_module`` (the starting point;
     default each neuron's mean rate and marginal dispersion) and
     ``_set_fitted_attributes`` to expose readable parameters. During
     ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
@@ -211,6 +213,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """The link that ``link="auto"`` stands for (the family's canonical one)."""
         return family.default_link
 
+    def _predictor_nonnegative(self) -> bool:
+        """Whether the linear predictor is positive by construction (default: no).
+
+        Count families then accept the identity link
+        (:meth:`~sklearn_cnnenc.families.Family.validate_link`).
+        """
+        return False
+
     def _set_fitted_attributes(self) -> None:
         """Expose readable fitted parameters (``coef_`` ...) after training."""
 
@@ -241,7 +251,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             )
         family = get_family(self.family)
         link = get_link(self._default_link(family) if self.link == "auto" else self.link)
-        family.validate_link(link)
+        family.validate_link(link, predictor_nonnegative=self._predictor_nonnegative())
         device = resolve_device(self.device)
 
         X = self._validate_X(X, reset=True)
@@ -249,6 +259,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         y_2d = y.reshape(len(y), -1)
         sample_weight = _check_sample_weight(sample_weight, y_2d)
         offset = self._validate_offset(offset, y_2d.shape, X.dtype)
+        if offset is not None and link.name in family.nonnegative_links and np.any(offset < 0):
+            raise ValueError(
+                f"With the {link.name!r} link the {family.name!r} mean is the predictor "
+                "itself, so an offset must be non-negative (an additive rate); got a "
+                f"minimum of {float(np.min(offset))!r}."
+            )
 
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
