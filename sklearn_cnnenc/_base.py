@@ -482,10 +482,24 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             n_iter = state["n_iter"]
             converged = state["converged"]
             if not bool(torch.all(converged)):
+                failed = state.get("failed", torch.zeros_like(converged)) & ~converged
+                n_failed = int(failed.sum())
+                n_max_iter = int((~converged).sum()) - n_failed
+                reasons = []
+                if n_max_iter:
+                    reasons.append(
+                        f"{n_max_iter} reached max_iter={int(n_iter.max())} before the "
+                        "gradient test (tol) or the objective test was met; increase max_iter"
+                    )
+                if n_failed:
+                    reasons.append(
+                        f"{n_failed} stopped because the line search found no lower objective "
+                        "(the gradient is above tol but the objective no longer decreases in "
+                        "this precision; use float64 inputs or a larger tol)"
+                    )
                 warnings.warn(
                     f"The solver did not converge for {int((~converged).sum())} of "
-                    f"{len(converged)} neuron(s) within {int(n_iter.max())} iterations; "
-                    "increase max_iter or tol, or scale the inputs.",
+                    f"{len(converged)} problem(s): " + "; ".join(reasons) + ".",
                     ConvergenceWarning,
                     stacklevel=3,
                 )
