@@ -91,8 +91,9 @@ class FilterBankPredictor(nn.Module):
         from torch's global generator.
     nonnegative : bool, default=False
         Make the predictor positive by construction, for the identity link of
-        count families: ``eta[:, k] = exp(b_k) + sum_j (X @ h_kj)^2`` (the
-        energy model with a positive baseline; output weights fixed at 1).
+        count families: ``eta[:, k] = exp(b_k) + sum_j w_kj (X @ h_kj)^2``
+        (the energy model with a positive baseline); the output weights are a
+        buffer of ones, not trained (they absorb no more than the filter norms).
         Needs ``nonlinearity="square"`` and ``fit_intercept=True``; ``bias``
         then holds the log of the baseline.
     dtype : torch.dtype, default=torch.float32
@@ -209,8 +210,9 @@ class FilterBankPredictor(nn.Module):
         K, k = self.n_outputs, self.n_filters
         projection = (X @ filters.reshape(K * k, -1).T).view(-1, K, k)
         if self.nonnegative:
-            # sum of squares plus a positive baseline exp(b): positive by construction
-            return (projection * projection).sum(dim=2) + self.baseline()
+            # a positive baseline exp(b) plus squares with non-negative weights
+            # (fixed at 1 in training; canonical forms rescale them): positive
+            return (projection * projection * self.weights).sum(dim=2) + self.baseline()
         if self.filter_bias is not None:
             projection = projection + self.filter_bias
         eta = (self._activation(projection) * self.weights).sum(dim=2)
