@@ -214,7 +214,8 @@ class PoissonGLM(BaseEncoder):
         # one neuron: torch's matrix-vector products are about twice as fast on
         # a column-major design (worth a copy); a population's matrix-matrix
         # products are not, so its design is kept in the caller's order
-        self._column_major = np.ndim(y) == 1 or np.shape(y)[1:] == (1,)
+        y_shape = np.shape(np.asarray(y)) if y is not None else ()
+        self._column_major = len(y_shape) == 1 or y_shape[1:] == (1,)
         try:
             return super().fit(X, y, sample_weight=sample_weight, offset=offset)
         finally:
