@@ -200,7 +200,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     (trainings one after the other, default 1), ``_n_batched_restarts``
     (copies of every neuron's problem solved together in one training,
     default 1), ``_default_link`` (what ``link="auto"`` means; default the
-    family's canonical link), ``_initialize_module`` (the starting point;
+    family's canonical link), ``_predictor_nonnegative`` (whether the linear
+    predictor is positive by construction, which admits the identity link
+    for counts; default False), ``_initialize_module`` (the starting point;
     default each neuron's mean rate and marginal dispersion) and
     ``_set_fitted_attributes`` to expose readable parameters. During
     ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
@@ -255,6 +257,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """The link that ``link="auto"`` stands for (the family's canonical one)."""
         return family.default_link
 
+    def _predictor_nonnegative(self) -> bool:
+        """Whether the linear predictor is positive by construction (default: no).
+
+        Count families then accept the identity link
+        (:meth:`~sklearn_cnnenc.families.Family.validate_link`).
+        """
+        return False
+
     def _set_fitted_attributes(self) -> None:
         """Expose readable fitted parameters (``coef_`` ...) after training."""
 
@@ -291,7 +301,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         family = get_family(self.family)
-        link = family.check_link(self._default_link(family) if self.link == "auto" else self.link)
+        link = family.check_link(
+            self._default_link(family) if self.link == "auto" else self.link,
+            predictor_nonnegative=self._predictor_nonnegative(),
+        )
         device = resolve_device(self.device)
 
         X = self._validate_X(X, reset=True)
@@ -299,6 +312,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         y_2d = y.reshape(len(y), -1)
         sample_weight = _check_sample_weight(sample_weight, y_2d)
         offset = self._validate_offset(offset, y_2d.shape, X.dtype)
+        if offset is not None and link.name in family.nonnegative_links and np.any(offset < 0):
+            raise ValueError(
+                f"With the {link.name!r} link the {family.name!r} mean is the predictor "
+                "itself, so an offset must be non-negative (an additive rate); got a "
+                f"minimum of {float(np.min(offset))!r}."
+            )
 
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
@@ -595,10 +614,24 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             n_iter = state["n_iter"]
             converged = state["converged"]
             if not bool(torch.all(converged)):
+                failed = state.get("failed", torch.zeros_like(converged)) & ~converged
+                n_failed = int(failed.sum())
+                n_max_iter = int((~converged).sum()) - n_failed
+                reasons = []
+                if n_max_iter:
+                    reasons.append(
+                        f"{n_max_iter} reached max_iter={int(n_iter.max())} before the "
+                        "gradient test (tol) or the objective test was met; increase max_iter"
+                    )
+                if n_failed:
+                    reasons.append(
+                        f"{n_failed} stopped because the line search found no lower objective "
+                        "(the gradient is above tol but the objective no longer decreases in "
+                        "this precision; use float64 inputs or a larger tol)"
+                    )
                 warnings.warn(
                     f"The solver did not converge for {int((~converged).sum())} of "
-                    f"{len(converged)} neuron(s) within {int(n_iter.max())} iterations; "
-                    "increase max_iter or tol, or scale the inputs.",
+                    f"{len(converged)} problem(s): " + "; ".join(reasons) + ".",
                     ConvergenceWarning,
                     stacklevel=3,
                 )

@@ -60,6 +60,7 @@ class _FlatLayout:
         self.slices: list[slice] = []
         l1_blocks: list[tuple[Any, int]] = []
         group_blocks: list[tuple[Any, int]] = []
+        scale_blocks: list[tuple[Any, torch.Tensor]] = []
         n_problems = None
         start = 0
         for group in param_groups:
@@ -90,6 +91,7 @@ class _FlatLayout:
                 self.slices.append(slice(start, start + size))
                 l1_blocks.append((group["l1"], size))
                 group_blocks.append((group.get("groups"), size))
+                scale_blocks.append((group.get("scale", 1.0), p))
                 start += size
         if n_problems is None:
             raise ValueError("The optimizer has no parameter that requires grad.")
@@ -138,6 +140,22 @@ class _FlatLayout:
             self._group_onehot = torch.zeros(n_groups, l1.numel(), dtype=dtype, device=device)
             cols = torch.nonzero(grouped).squeeze(1)
             self._group_onehot[self.group_index[cols], cols] = 1.0
+        # Per-coordinate scale of shape (d,), or None: the solvers work in the
+        # coordinates z = theta * scale (a diagonal preconditioner, e.g. the
+        # feature RMS of a GLM), so their steps and tests do not depend on units.
+        self.scale: torch.Tensor | None = None
+        if any(not (isinstance(v, numbers.Real) and v == 1.0) for v, _ in scale_blocks):
+            if self.group_index is not None:
+                raise ValueError("A per-group 'scale' cannot be combined with 'groups'.")
+            blocks = []
+            for value, p in scale_blocks:
+                value = torch.as_tensor(value, dtype=dtype, device=device)
+                if not bool(torch.all(torch.isfinite(value) & (value > 0))):
+                    raise ValueError("scale must be finite and > 0.")
+                blocks.append(torch.broadcast_to(value, p.shape[1:]).reshape(-1))
+            self.scale = torch.cat(blocks)
+            # l1 * |theta| = (l1 / scale) * |z|
+            l1 = l1 / self.scale
         self.l1: torch.Tensor | None = l1 if bool((l1 > 0).any()) else None
 
     @property
@@ -174,16 +192,19 @@ class _FlatLayout:
         return z
 
     def get(self) -> torch.Tensor:
-        """Return a (K, d) copy of the current parameters."""
-        return torch.cat([p.detach().reshape(self.n_problems, -1) for p in self.params], dim=1)
+        """Return a (K, d) copy of the current parameters (scaled coordinates)."""
+        x = torch.cat([p.detach().reshape(self.n_problems, -1) for p in self.params], dim=1)
+        return x if self.scale is None else x * self.scale
 
     def set(self, x: torch.Tensor) -> None:
-        """Write the (K, d) matrix ``x`` into the parameters in place."""
+        """Write the (K, d) matrix ``x`` (scaled coordinates) into the parameters in place."""
+        if self.scale is not None:
+            x = x / self.scale
         for p, cols in zip(self.params, self.slices, strict=True):
             p.copy_(x[:, cols].reshape(p.shape))
 
     def grad(self) -> torch.Tensor:
-        """Return the (K, d) gradient; a missing ``.grad`` counts as zero."""
+        """Return the (K, d) gradient in scaled coordinates; a missing ``.grad`` is zero."""
         blocks = []
         for p in self.params:
             if p.grad is None:
@@ -191,7 +212,8 @@ class _FlatLayout:
             else:
                 blocks.append(p.grad.reshape(self.n_problems, -1))
         # torch.cat copies, so a later in-place zero_grad cannot alter the result.
-        return torch.cat(blocks, dim=1)
+        g = torch.cat(blocks, dim=1)
+        return g if self.scale is None else g / self.scale
 
     def evaluate(self, closure: Closure) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the closure; return the smooth objective (K,) and gradient (K, d)."""
@@ -254,14 +276,19 @@ class _BatchedOptimizer(torch.optim.Optimizer):
                 f"l1 must be a float >= 0 or a 1-D tensor of such values; got {l1!r}."
             )
         group.setdefault("groups", None)
+        group.setdefault("scale", 1.0)
 
     def _layout_and_options(self) -> tuple[_FlatLayout, dict[str, Any]]:
         first = self.param_groups[0]
         for group in self.param_groups[1:]:
             for name in self._global_options:
-                if group[name] != first[name]:
+                same = group[name] is first[name]
+                if not same and not torch.is_tensor(group[name]):
+                    same = group[name] == first[name]
+                if not same:
                     raise ValueError(
-                        f"Only 'l1' may differ between parameter groups (and 'groups'); '{name}' "
+                        "Only 'l1' may differ between parameter groups (and 'groups', "
+                        f"'scale'); '{name}' "
                         f"is {first[name]!r} and {group[name]!r}."
                     )
         options = {name: first[name] for name in self._global_options}
@@ -279,6 +306,14 @@ class _BatchedOptimizer(torch.optim.Optimizer):
         self.state["failed"] = failed
         self.state["n_iter_total"] = int(n_iter.max()) if n_iter.numel() else 0
         self.state["n_evals"] = n_evals
+
+
+def _tolerance(tol: float, tol_scale, n_problems: int, like: torch.Tensor) -> torch.Tensor:
+    """Per-problem gradient tolerance ``tol * tol_scale`` of shape (K,)."""
+    if tol_scale is None:
+        return like.new_full((n_problems,), float(tol))
+    tol_scale = torch.as_tensor(tol_scale, dtype=like.dtype, device=like.device)
+    return float(tol) * torch.broadcast_to(tol_scale, (n_problems,))
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -324,9 +359,22 @@ class BatchedLBFGS(_BatchedOptimizer):
     l1 : float, default=0.0
         Per-group L1 strength: ``l1 * sum(|theta|)`` over the group's
         parameters is added to each problem's objective.
+    tol_scale : float or tensor of shape (K,), optional
+        Per-problem reference scale of the gradient: the gradient test is
+        ``max_j |pg_kj| <= tol * tol_scale[k]`` (e.g. each neuron's mean
+        response, so that sparse spikes are fitted as precisely as dense
+        ones). None means 1.
 
     Notes
     -----
+    A parameter group may carry a ``scale`` (a float, or a tensor that
+    broadcasts against one problem's slice of the parameter, e.g. shape
+    (p,) for a weight of shape (K, p)): the solver then works in the
+    coordinates ``z = theta * scale``, so the line search, the curvature
+    pairs and the gradient test (on ``d objective / d z = grad / scale``)
+    see a problem whose scale does not depend on the units of the data
+    (a diagonal preconditioner; a GLM passes its feature RMS).
+
     ``step(closure)`` returns the final per-problem objective (L1 included) and
     fills ``self.state`` with ``"n_iter"``, ``"converged"``, ``"failed"``,
     ``"n_iter_total"`` and ``"n_evals"`` (see the module docstring). Calling
@@ -368,6 +416,7 @@ class BatchedLBFGS(_BatchedOptimizer):
         "lr",
         "max_iter",
         "tol",
+        "tol_scale",
         "ftol",
         "history_size",
         "max_line_search",
@@ -383,6 +432,7 @@ class BatchedLBFGS(_BatchedOptimizer):
         history_size: int = 10,
         max_line_search: int = 25,
         l1: float = 0.0,
+        tol_scale: torch.Tensor | float | None = None,
     ) -> None:
         _check_positive("lr", lr)
         _check_positive("max_iter", max_iter)
@@ -398,6 +448,7 @@ class BatchedLBFGS(_BatchedOptimizer):
             history_size=history_size,
             max_line_search=max_line_search,
             l1=l1,
+            tol_scale=tol_scale,
         )
         super().__init__(params, defaults)
         self._layout_and_options()
@@ -419,7 +470,7 @@ class BatchedLBFGS(_BatchedOptimizer):
             Final per-problem objective, L1 term included.
         """
         layout, opt = self._layout_and_options()
-        lr, tol, m = opt["lr"], opt["tol"], opt["history_size"]
+        lr, m = opt["lr"], opt["history_size"]
         eps = torch.finfo(layout.dtype).eps
         ftol = 64 * eps if opt["ftol"] is None else opt["ftol"]
         curvature_eps = max(1e-10, eps)
@@ -442,6 +493,7 @@ class BatchedLBFGS(_BatchedOptimizer):
         else:
             pg = g
 
+        tol = _tolerance(opt["tol"], opt["tol_scale"], n_problems, f)
         converged = _max_abs(pg) <= tol
         failed = torch.zeros_like(converged)
         active = ~converged
@@ -503,7 +555,17 @@ class BatchedLBFGS(_BatchedOptimizer):
                 pending = pending & ~ok
                 if not bool(pending.any()):
                     break
-                step_size = torch.where(pending, 0.5 * step_size, step_size)
+                # backtrack to the minimiser of the quadratic through f(0),
+                # f'(0) = gd and f(t), kept within [0.1 t, 0.5 t] (Nocedal &
+                # Wright, section 3.5); a non-finite trial point divides t by 10
+                curvature = f_eval - f - gd * step_size
+                quadratic = -gd * step_size**2 / (2 * curvature)
+                shrunk = torch.where(
+                    torch.isfinite(quadratic) & (curvature > 0),
+                    torch.minimum(torch.maximum(quadratic, 0.1 * step_size), 0.5 * step_size),
+                    0.1 * step_size,
+                )
+                step_size = torch.where(pending, shrunk, step_size)
             else:
                 failed = failed | pending
                 active = active & ~pending
@@ -601,9 +663,15 @@ class BatchedFISTA(_BatchedOptimizer):
     l1 : float, default=0.0
         Per-group L1 strength: ``l1 * sum(|theta|)`` over the group's
         parameters is added to each problem's objective.
+    tol_scale : float or tensor of shape (K,), optional
+        Per-problem reference scale of the gradient mapping, as for
+        :class:`BatchedLBFGS`.
 
     Notes
     -----
+    A per-group ``scale`` makes the solver work in the coordinates
+    ``z = theta * scale``, as for :class:`BatchedLBFGS` (not with ``groups``).
+
     A step size ``t`` is accepted when the smooth part at the new point lies
     below its quadratic upper bound at the extrapolated point ``v``:
     ``f(x) <= f(v) + g(v).(x - v) + ||x - v||^2 / (2 t)``. When ``f(x) - f(v)``
@@ -647,7 +715,7 @@ class BatchedFISTA(_BatchedOptimizer):
     tensor([1, 1])
     """
 
-    _global_options = ("lr", "max_iter", "tol", "max_line_search", "step_growth")
+    _global_options = ("lr", "max_iter", "tol", "tol_scale", "max_line_search", "step_growth")
 
     def __init__(
         self,
@@ -658,6 +726,7 @@ class BatchedFISTA(_BatchedOptimizer):
         max_line_search: int = 25,
         step_growth: float = 1.25,
         l1: float = 0.0,
+        tol_scale: torch.Tensor | float | None = None,
     ) -> None:
         _check_positive("lr", lr)
         _check_positive("max_iter", max_iter)
@@ -673,6 +742,7 @@ class BatchedFISTA(_BatchedOptimizer):
             max_line_search=max_line_search,
             step_growth=step_growth,
             l1=l1,
+            tol_scale=tol_scale,
         )
         super().__init__(params, defaults)
         self._layout_and_options()
@@ -694,7 +764,6 @@ class BatchedFISTA(_BatchedOptimizer):
             Final per-problem objective, L1 term included.
         """
         layout, opt = self._layout_and_options()
-        tol = opt["tol"]
         eps = torch.finfo(layout.dtype).eps
         backtrack_tol = eps**0.5
         restart_tol = 1024 * eps
@@ -720,6 +789,7 @@ class BatchedFISTA(_BatchedOptimizer):
         n_evals = 1
         objective = f + penalty(x)
         step_size = torch.full((n_problems,), float(opt["lr"]), dtype=x.dtype, device=device)
+        tol = _tolerance(opt["tol"], opt["tol_scale"], n_problems, f)
         converged = gradient_mapping_max(x, g, step_size) <= tol
         failed = torch.zeros_like(converged)
         active = ~converged

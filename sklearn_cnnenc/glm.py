@@ -16,6 +16,9 @@ from .nn import LinearPredictor
 
 __all__ = ["PoissonGLM"]
 
+# floor of the per-neuron response scale of the gradient test (a silent neuron)
+_MIN_RESPONSE_SCALE = 1e-8
+
 
 class PoissonGLM(BaseEncoder):
     """Generalised linear encoding model, fitted by penalised maximum likelihood.
@@ -88,7 +91,12 @@ class PoissonGLM(BaseEncoder):
         Maximum number of solver iterations.
     tol : float, default=1e-4
         Stop when the largest absolute (pseudo-)gradient entry of a neuron's
-        objective is below ``tol`` (scikit-learn's convention).
+        objective, with respect to the coefficients times the feature RMS
+        (units-free), is below ``tol`` times the neuron's response scale (its
+        mean response, the standard deviation for the Gaussian, at most 1),
+        or when the objective stops decreasing at machine precision. So the
+        same ``tol`` fits features in any units, and sparse spikes, to the
+        optimum.
     warm_start : bool, default=False
         Start from the previous solution when ``fit`` is called again.
     device : str, default="cpu"
@@ -190,10 +198,37 @@ class PoissonGLM(BaseEncoder):
         self.random_state = random_state
         self.verbose = verbose
 
+    def fit(self, X, y, sample_weight=None, offset=None):
+        """Fit the model by penalised maximum likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+        offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
+            Fixed term added to the linear predictor (e.g. log exposure).
+
+        Returns
+        -------
+        self : object
+        """
+        # the solver's scales are weighted like the likelihood (repeated samples
+        # and integer weights give the same fit)
+        self._scale_weight = sample_weight
+        # one neuron: torch's matrix-vector products are about twice as fast on
+        # a column-major design (worth a copy); a population's matrix-matrix
+        # products are not, so its design is kept in the caller's order
+        y_shape = np.shape(np.asarray(y)) if y is not None else ()
+        self._column_major = len(y_shape) == 1 or y_shape[1:] == (1,)
+        try:
+            return super().fit(X, y, sample_weight=sample_weight, offset=offset)
+        finally:
+            del self._scale_weight, self._column_major
+
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        # column-major storage makes the full-batch X @ w products several times
-        # faster in torch (it is also what a TimeLagger emits, so no copy there)
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="F")
+        order = "F" if reset and getattr(self, "_column_major", False) else None
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order=order)
 
     def _penalty_structure(self, n_features: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Validated ``penalty_weights`` (float) and ``groups`` (integer codes)."""
@@ -225,6 +260,25 @@ class PoissonGLM(BaseEncoder):
 
     def _build_predictor(self, X, y, dtype):
         self._penalty_weights, self._group_codes = self._penalty_structure(X.shape[1])
+        # units-free convergence: the solver works on coefficients times the
+        # feature RMS (a diagonal preconditioner; the fitted coefficients stay
+        # in the user's units) and tests the gradient relative to each
+        # neuron's response scale (its mean rate for counts and binary
+        # responses, its standard deviation for the Gaussian)
+        weight = getattr(self, "_scale_weight", None)
+        if weight is None:
+            weight = np.ones(len(X))
+        weight = np.asarray(weight, dtype=np.float64).reshape(-1)
+        total = max(weight.sum(), np.finfo(float).tiny)
+        rms = np.sqrt(np.einsum("i,ij,ij->j", weight, X, X, dtype=np.float64) / total)
+        self._feature_scale = np.where((rms > 0) & np.isfinite(rms), rms, 1.0)
+        if self.family == "gaussian":
+            mean = weight @ y / total
+            response = np.sqrt(weight @ (y - mean) ** 2 / total)
+        else:
+            response = weight @ np.abs(y) / total
+        # never looser than scikit-learn's absolute test (responses above 1)
+        self._response_scale = np.clip(response, _MIN_RESPONSE_SCALE, 1.0)
         return LinearPredictor(
             X.shape[1],
             y.shape[1],
@@ -263,10 +317,14 @@ class PoissonGLM(BaseEncoder):
             group_options["l1"] = torch.as_tensor(l1 * weights)
         if self.groups is not None and l1 > 0:
             group_options["groups"] = torch.as_tensor(self._group_codes)
+        else:
+            # a group norm is not separable over coordinates: no rescaling there
+            group_options["scale"] = torch.as_tensor(self._feature_scale)
         return {
             "optimizer": BatchedFISTA if solver == "fista" else BatchedLBFGS,
             "optimizer__max_iter": self.max_iter,
             "optimizer__tol": self.tol,
+            "optimizer__tol_scale": torch.as_tensor(self._response_scale),
             "optimizer__param_groups": [("predictor.weight", group_options)],
             "lr": 1.0,
             "max_epochs": 1,

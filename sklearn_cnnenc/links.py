@@ -105,6 +105,11 @@ class IdentityLink(Link):
     def inverse(self, eta: torch.Tensor) -> torch.Tensor:
         return eta
 
+    def log_inverse(self, eta: torch.Tensor) -> torch.Tensor:
+        # a count family's mean under the identity link: valid only where the
+        # model's predictor is positive by construction (Family.validate_link)
+        return torch.log(eta)
+
     def link(self, mean: np.ndarray) -> np.ndarray:
         return np.asarray(mean, dtype=float)
 

@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 
 from ._base import BaseEncoder
 from ._solvers import BatchedLBFGS
+from .families import get_family
 from .nn import FilterBankPredictor
 from .nn.ln import NONLINEARITIES
 
@@ -76,7 +77,13 @@ class LNModel(BaseEncoder):
     link : {"auto", "exp", "softplus", "elu1", "identity", "logit"}, default="auto"
         Inverse link (output nonlinearity); ``"auto"`` is the family's
         canonical choice, as for :class:`PoissonGLM` (``"exp"`` for counts,
-        ``"identity"`` for the Gaussian, ``"logit"`` for binary responses).
+        ``"identity"`` for the Gaussian, ``"logit"`` for binary responses),
+        except for the energy model: counts with ``nonlinearity="square"``
+        and ``fit_intercept=True`` default to ``"identity"``, the rate being
+        ``exp(b) + sum_j (h_j . x)^2`` (output weights fixed at 1, a positive
+        baseline), positive by construction. The exp link would bend that sum
+        of squares into the wrong shape. The identity link is refused for
+        counts where the predictor can be negative.
     family : str or Family, default="poisson"
         A registered family (see :class:`PoissonGLM` and
         :mod:`sklearn_cnnenc.distributions`).
@@ -122,6 +129,7 @@ class LNModel(BaseEncoder):
     filter_bias_ : ndarray of shape (n_neurons, n_filters)
         Thresholds ``c_j`` (zeros where the nonlinearity has none).
     intercept_ : ndarray of shape (n_neurons,)
+        ``b``; the baseline rate ``exp(b)`` for the identity link of counts.
     linear_filter_ : ndarray of shape (n_neurons, *input_shape)
         The GLM-equivalent filter ``sum_j h_j``; defined only for the
         identity nonlinearity (see :func:`~sklearn_cnnenc.inspection.equivalent_glm`).
@@ -258,6 +266,21 @@ class LNModel(BaseEncoder):
         # filter_rank against the shape is checked by FilterBankPredictor
         return shape
 
+    def _predictor_nonnegative(self) -> bool:
+        # an energy model: a sum of squares plus a positive baseline exp(b)
+        return self.nonlinearity == "square" and bool(self.fit_intercept)
+
+    def _default_link(self, family) -> str:
+        if "identity" in family.nonnegative_links and self._predictor_nonnegative():
+            return "identity"
+        return family.default_link
+
+    def _nonnegative_parametrisation(self) -> bool:
+        """Whether the fit uses the positive-by-construction filter bank."""
+        family = get_family(self.family)
+        link = self._default_link(family) if self.link == "auto" else self.link
+        return self._predictor_nonnegative() and link in family.nonnegative_links
+
     def _is_convex(self) -> bool:
         return self.nonlinearity == "identity" and self.filter_rank is None
 
@@ -277,6 +300,7 @@ class LNModel(BaseEncoder):
             l2=self.alpha,
             smoothness=self.smoothness,
             init="zeros" if convex else "random",
+            nonnegative=self._nonnegative_parametrisation(),
             dtype=dtype,
         )
 
@@ -315,9 +339,7 @@ class LNModel(BaseEncoder):
             if predictor.filter_bias is None
             else numpy(predictor.filter_bias)
         )
-        self.intercept_ = (
-            np.zeros(n_neurons) if predictor.bias is None else numpy(predictor.bias)
-        )
+        self.intercept_ = numpy(predictor.baseline())
         if self.nonlinearity == "identity":
             self.linear_filter_ = self.filters_.sum(axis=1)
         elif hasattr(self, "linear_filter_"):

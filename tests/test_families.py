@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sklearn_cnnenc.families import FAMILIES, ResponseDistribution, get_family
+from sklearn_cnnenc.families import FAMILIES, Poisson, ResponseDistribution, get_family
 from sklearn_cnnenc.links import get_link
 
 rng = np.random.default_rng(0)
@@ -115,6 +115,24 @@ def test_invalid_link_and_unknown_family_are_clear_errors():
         get_family("weibull")
     with pytest.raises(ValueError, match="needs a dispersion"):
         get_family("gaussian").log_prob(0.0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["poisson", "negative_binomial"])
+def test_identity_link_for_counts_only_with_a_nonnegative_predictor(name):
+    family = get_family(name)
+    with pytest.raises(ValueError, match="positive by construction"):
+        family.validate_link(get_link("identity"))
+    family.validate_link(get_link("identity"), predictor_nonnegative=True)
+    # the flag never admits a link the family cannot use at all
+    with pytest.raises(ValueError, match="not valid"):
+        get_family("bernoulli").validate_link(get_link("identity"), predictor_nonnegative=True)
+    # and the identity link's Poisson NLL is the closed form at a positive mean
+    mean = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    y = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    if name == "poisson":
+        expected = -Poisson().log_prob(y.numpy(), mean.numpy())
+        nll = family.negative_log_likelihood(y, mean, get_link("identity"))
+        np.testing.assert_allclose(nll.numpy(), expected, rtol=1e-12)
 
 
 def test_response_distribution_broadcasts_responses_against_means():

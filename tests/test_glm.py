@@ -1,10 +1,12 @@
 import pickle
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     LinearRegression,
     LogisticRegression,
@@ -286,3 +288,55 @@ def test_bad_parameters_and_predict_inputs_are_clear_errors(poisson_data):
         model.score(X, np.c_[y, y])
     with pytest.raises(ValueError, match="offset must have shape"):
         model.predict(X, offset=np.zeros(3))
+
+
+def _poisson_objective(X, y, coef, intercept):
+    eta = X @ coef + intercept
+    return float(np.mean(np.exp(eta) - y * eta))
+
+
+def _newton_cholesky_objective(X, y):
+    """sklearn newton-cholesky's optimum, on the raw and on RMS-standardised features.
+
+    On features spanning ten decades newton-cholesky's Hessian is singular in
+    float64 (it falls back to lbfgs); its fit on standardised features, with
+    the coefficients mapped back, is then the reference (the better of both).
+    """
+    rms = np.sqrt((X**2).mean(axis=0))
+    best = np.inf
+    for scale in (np.ones(X.shape[1]), rms):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = PoissonRegressor(alpha=0, solver="newton-cholesky", tol=1e-12,
+                                   max_iter=1000).fit(X / scale, y)
+        best = min(best, _poisson_objective(X, y, ref.coef_ / scale, ref.intercept_))
+    return best
+
+
+def _units_cases():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((5000, 8))
+    X = Z * np.logspace(-4, 6, 8)  # features in wildly different units
+    y = rng.poisson(np.exp(Z @ rng.normal(0, 0.3, 8))).astype(float)
+    yield "scaled", X, y
+    X = rng.standard_normal((40000, 6))  # sparse spikes: 1e-3 per bin
+    y = rng.poisson(np.exp(X @ rng.normal(0, 0.5, 6) + np.log(1e-3))).astype(float)
+    yield "sparse", X, y
+
+
+@pytest.mark.parametrize("solver", ["auto", "fista"])
+@pytest.mark.parametrize("case", ["scaled", "sparse"])
+def test_default_fit_reaches_newton_cholesky_optimum_in_any_units(case, solver):
+    X, y = dict((name, (X, y)) for name, X, y in _units_cases())[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = PoissonGLM(alpha=0, solver=solver).fit(X, y)
+    reference = _newton_cholesky_objective(X, y)
+    ours = _poisson_objective(X, y, model.coef_, model.intercept_)
+    assert ours - reference <= 1e-6 * abs(reference)
+
+
+def test_convergence_warning_names_the_criterion_that_failed():
+    data = make_glm_data(n_samples=2000, n_features=5, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"1 reached max_iter=2 before the gradient"):
+        PoissonGLM(alpha=0, max_iter=2).fit(data.X, data.y)

@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from scipy.linalg import subspace_angles
 from scipy.special import gammaln
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -13,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_cnnenc import LNModel, PoissonGLM
 from sklearn_cnnenc.datasets import make_energy_model_data, make_glm_data, make_ln_data
 from sklearn_cnnenc.inspection import equivalent_glm
+from sklearn_cnnenc.metrics import bits_per_spike
 from sklearn_cnnenc.model_selection import BlockedKFold
 from sklearn_cnnenc.nn import FilterBankPredictor
 
@@ -118,7 +121,9 @@ def test_energy_model_recovers_the_quadrature_subspace(energy_data):
 
 def test_keeps_the_restart_with_the_lowest_training_objective(energy_data):
     X, y = energy_data.X[:6000], energy_data.y[:6000]
-    model = LNModel(2, "square", n_init=6, random_state=0).fit(X, y)
+    # the exp link (the data's own) has local optima; the energy model's
+    # default identity link reaches the same optimum from every start
+    model = LNModel(2, "square", link="exp", n_init=6, random_state=0).fit(X, y)
     objectives = model.restart_objectives_
     assert objectives.shape == (1, 6)
     # restarts genuinely end in different local optima here ...
@@ -333,3 +338,62 @@ def test_ridge_penalises_filters_output_weights_and_filter_biases():
     # the intercept (5.0) is not penalised, the thresholds are
     np.testing.assert_allclose(predictor.regularizer().detach().numpy(),
                                [0.5 * 0.4 * 5.0, 0.5 * 0.4 * 9.0])
+
+
+def _energy_cell(n_train=6000, n_test=20000, seed=0):
+    """The issue's complex cell: rate = 0.2 ((w1.x)^2 + (w2.x)^2) + 0.05, Poisson."""
+    rng = np.random.default_rng(seed)
+    w = np.linalg.qr(rng.standard_normal((16, 2)))[0].T
+    X = rng.standard_normal((n_train + n_test, 16))
+    rate = 0.2 * ((X @ w.T) ** 2).sum(axis=1) + 0.05
+    y = rng.poisson(rate).astype(float)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:], rate[n_train:]
+
+
+def test_energy_cell_reaches_the_oracle_with_the_default_identity_link():
+    X, y, X_test, y_test, rate_test = _energy_cell()
+    model = LNModel(n_filters=2, nonlinearity="square", n_init=3, random_state=0).fit(X, y)
+    assert model.link_.name == "identity"
+    oracle = bits_per_spike(y_test, rate_test)
+    assert bits_per_spike(y_test, model.predict(X_test)) >= 0.9 * oracle
+    # rate = baseline + sum of squares: a positive baseline near 0.05, unit weights
+    assert np.all(model.weights_ == 1.0)
+    assert model.intercept_[0] == pytest.approx(0.05, abs=0.02)
+    assert np.all(model.predict(X_test) >= model.intercept_[0] - 1e-12)
+
+
+def test_identity_link_refused_for_counts_where_the_predictor_can_be_negative():
+    X, y = _energy_cell(n_train=300, n_test=0)[:2]
+    with pytest.raises(ValueError, match="positive by construction"):
+        LNModel(1, "relu", link="identity").fit(X, y)
+    with pytest.raises(ValueError, match="positive by construction"):
+        LNModel(2, "square", link="identity", fit_intercept=False).fit(X, y)
+    # without a positive baseline the energy model keeps the canonical exp link
+    model = LNModel(2, "square", fit_intercept=False, n_init=1, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert model.fit(X, y).link_.name == "exp"
+    with pytest.raises(ValueError, match="offset must be non-negative"):
+        LNModel(2, "square").fit(X, y, offset=np.full(len(y), -0.1))
+    # the Gaussian keeps its free (signed) square model under the identity link
+    gaussian = LNModel(2, "square", family="gaussian", n_init=1, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert gaussian.fit(X, y).net_.module_.predictor.nonnegative is False
+
+
+def test_nonnegative_filter_bank_is_a_sum_of_squares_plus_a_positive_baseline():
+    predictor = FilterBankPredictor((5,), n_outputs=3, n_filters=2, nonlinearity="square",
+                                    nonnegative=True, dtype=torch.float64)
+    X = torch.randn(7, 5, dtype=torch.float64)
+    filters = predictor.filters.detach()
+    expected = (torch.einsum("nf,kjf->nkj", X, filters) ** 2).sum(dim=2) + torch.exp(
+        predictor.bias.detach())
+    torch.testing.assert_close(predictor(X).detach(), expected)
+    predictor.initialize_intercept(torch.tensor([0.2, 1.0, 0.0], dtype=torch.float64))
+    np.testing.assert_allclose(predictor.baseline().detach().numpy(), [0.1, 0.5, 5e-11])
+    norm2 = (predictor.filters.detach() ** 2).sum(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(norm2, [0.1, 0.5, 5e-11], rtol=1e-10)
+    assert not predictor.weights.requires_grad
+    with pytest.raises(ValueError, match="nonnegative=True needs"):
+        FilterBankPredictor((5,), n_outputs=1, nonlinearity="relu", nonnegative=True)

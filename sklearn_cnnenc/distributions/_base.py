@@ -79,6 +79,8 @@ class Family:
     name: str = ""
     default_link: str = ""
     links: tuple[str, ...] = ()
+    # links valid only for a linear predictor that is positive by construction
+    nonnegative_links: tuple[str, ...] = ()
     has_dispersion: bool = False
     trains_dispersion: bool = False
     non_negative: bool = False
@@ -112,6 +114,16 @@ class Family:
         link : Link
         """
         link = get_link(link)
+        if link.name in self.nonnegative_links and link.name not in self.links:
+            if predictor_nonnegative:
+                return link
+            raise ValueError(
+                f"The {link.name!r} link is not valid for the {self.name!r} family here: it "
+                "gives a valid mean only for a linear predictor that is positive by "
+                "construction, such as LNModel with nonlinearity='square' and "
+                "fit_intercept=True (a sum of squares plus a positive baseline); this "
+                f"model's can be negative. Use one of {list(self.links)}."
+            )
         if link.name not in self.links:
             raise ValueError(
                 f"The {link.name!r} link is not valid for the {self.name!r} family; "
@@ -119,9 +131,9 @@ class Family:
             )
         return link
 
-    def validate_link(self, link: Link) -> None:
+    def validate_link(self, link: Link, predictor_nonnegative: bool = False) -> None:
         """Raise ``ValueError`` if ``link`` cannot produce a valid mean (see :meth:`check_link`)."""
-        self.check_link(link)
+        self.check_link(link, predictor_nonnegative=predictor_nonnegative)
 
     def check_mean(self, mean: np.ndarray, name: str = "mean") -> None:
         """Raise ``ValueError`` if ``mean`` lies outside :attr:`mean_bounds`."""

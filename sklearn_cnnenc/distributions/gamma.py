@@ -42,6 +42,7 @@ class Gamma(Family):
     name = "gamma"
     default_link = "exp"
     links = ("exp", "softplus", "elu1")
+    nonnegative_links = ("identity",)
     has_dispersion = True
     non_negative = True
     mean_bounds = (0.0, np.inf)

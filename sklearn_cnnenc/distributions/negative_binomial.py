@@ -43,6 +43,7 @@ class NegativeBinomial(Family):
     name = "negative_binomial"
     default_link = "exp"
     links = ("exp", "softplus", "elu1")
+    nonnegative_links = ("identity",)
     has_dispersion = True
     trains_dispersion = True
     non_negative = True

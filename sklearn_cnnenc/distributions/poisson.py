@@ -31,6 +31,7 @@ class Poisson(Family):
     name = "poisson"
     default_link = "exp"
     links = ("exp", "softplus", "elu1")
+    nonnegative_links = ("identity",)
     non_negative = True
     mean_bounds = (0.0, np.inf)
 

@@ -89,6 +89,13 @@ class FilterBankPredictor(nn.Module):
         ``"random"`` draws filters with unit expected norm (unit-variance
         projections of standardised inputs) and output weights of size 0.1,
         from torch's global generator.
+    nonnegative : bool, default=False
+        Make the predictor positive by construction, for the identity link of
+        count families: ``eta[:, k] = exp(b_k) + sum_j w_kj (X @ h_kj)^2``
+        (the energy model with a positive baseline); the output weights are a
+        buffer of ones, not trained (they absorb no more than the filter norms).
+        Needs ``nonlinearity="square"`` and ``fit_intercept=True``; ``bias``
+        then holds the log of the baseline.
     dtype : torch.dtype, default=torch.float32
 
     Examples
@@ -114,6 +121,7 @@ class FilterBankPredictor(nn.Module):
         l2: float = 0.0,
         smoothness: float = 0.0,
         init: str = "random",
+        nonnegative: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -123,6 +131,13 @@ class FilterBankPredictor(nn.Module):
             )
         if init not in ("random", "zeros"):
             raise ValueError(f"init must be 'random' or 'zeros'; got {init!r}.")
+        if nonnegative and (nonlinearity != "square" or not fit_intercept):
+            raise ValueError(
+                "nonnegative=True needs nonlinearity='square' and fit_intercept=True (a sum "
+                f"of squares plus a positive baseline); got nonlinearity={nonlinearity!r}, "
+                f"fit_intercept={fit_intercept}."
+            )
+        self.nonnegative = nonnegative
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_features = math.prod(self.input_shape)
         self.n_filters = n_filters
@@ -160,7 +175,7 @@ class FilterBankPredictor(nn.Module):
                 )
             self.temporal = nn.Parameter(draw(K, k, filter_rank, n_lags, scale=n_lags**-0.5))
             self.spatial = nn.Parameter(draw(K, k, filter_rank, n_space, scale=n_space**-0.5))
-        if nonlinearity == "identity":
+        if nonlinearity == "identity" or nonnegative:
             self.register_buffer("weights", torch.ones(K, k, dtype=dtype))
         else:
             self.weights = nn.Parameter(draw(K, k, scale=0.1))
@@ -194,12 +209,23 @@ class FilterBankPredictor(nn.Module):
             return torch.addmm(self.bias, X, weight.T)
         K, k = self.n_outputs, self.n_filters
         projection = (X @ filters.reshape(K * k, -1).T).view(-1, K, k)
+        if self.nonnegative:
+            # a positive baseline exp(b) plus squares with non-negative weights
+            # (fixed at 1 in training; canonical forms rescale them): positive
+            return (projection * projection * self.weights).sum(dim=2) + self.baseline()
         if self.filter_bias is not None:
             projection = projection + self.filter_bias
         eta = (self._activation(projection) * self.weights).sum(dim=2)
         if self.bias is not None:
             eta = eta + self.bias
         return eta
+
+    def baseline(self) -> torch.Tensor:
+        """The additive term of every problem, shape (n_outputs,): ``exp(bias)`` when
+        ``nonnegative``, else ``bias`` (zeros without an intercept)."""
+        if self.bias is None:
+            return self.weights.new_zeros(self.n_outputs)
+        return torch.exp(self.bias) if self.nonnegative else self.bias
 
     def regularizer(self) -> torch.Tensor:
         """Per-problem penalty, shape (n_outputs,)."""
@@ -262,8 +288,27 @@ class FilterBankPredictor(nn.Module):
                 )
         return total
 
-    # the intercept is a GLM's
-    initialize_intercept = LinearPredictor.initialize_intercept
+    @torch.no_grad()
+    def initialize_intercept(self, eta: torch.Tensor) -> None:
+        """Start every problem at the linear predictor ``eta`` of its mean response.
+
+        As a GLM's intercept; when ``nonnegative`` (where ``eta`` is the mean
+        rate itself) half of it goes to the baseline and half to the squares:
+        the filters are rescaled to a total squared norm of ``eta / 2``, the
+        mean of the sum of squares for unit-variance (standardised) inputs.
+        """
+        if not self.nonnegative:
+            LinearPredictor.initialize_intercept(self, eta)
+            return
+        half = 0.5 * eta.to(self.bias.dtype).clamp_min(1e-10)
+        self.bias.copy_(torch.log(half))
+        norm2 = (self.full_filters() ** 2).sum(dim=(1, 2))
+        scale = torch.sqrt(half / torch.where(norm2 > 0, norm2, 1.0))
+        if self.filter_rank is None:
+            self.filters.mul_(scale[:, None, None])
+        else:
+            self.temporal.mul_(scale.sqrt()[:, None, None, None])
+            self.spatial.mul_(scale.sqrt()[:, None, None, None])
 
     @torch.no_grad()
     def initialize_filters(self, direction: torch.Tensor) -> None:
