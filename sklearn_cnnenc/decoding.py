@@ -829,7 +829,9 @@ def reconstruct(
 
     with _frozen(module):
         if solver == "lbfgs":
-            optimizer = BatchedLBFGS([x], lr=1.0 if lr is None else lr, max_iter=n_steps, tol=tol)
+            optimizer = BatchedLBFGS(
+                [x], lr=1.0 if lr is None else lr, max_iter=n_steps, tol=tol, ftol=0.0
+            )
 
             def closure() -> torch.Tensor:
                 optimizer.zero_grad()

@@ -12,12 +12,15 @@ from sklearn.utils.validation import validate_data
 from . import _glm_inference
 from ._base import BaseEncoder
 from ._solvers import BatchedFISTA, BatchedLBFGS
+from .distributions import get_family
 from .nn import LinearPredictor
 
 __all__ = ["PoissonGLM"]
 
 # floor of the per-neuron response scale of the gradient test (a silent neuron)
 _MIN_RESPONSE_SCALE = 1e-8
+# features whose RMS is below this fraction of the largest are numerically zero
+_MIN_RELATIVE_FEATURE_SCALE = 1e-12
 
 
 class PoissonGLM(BaseEncoder):
@@ -271,8 +274,14 @@ class PoissonGLM(BaseEncoder):
         weight = np.asarray(weight, dtype=np.float64).reshape(-1)
         total = max(weight.sum(), np.finfo(float).tiny)
         rms = np.sqrt(np.einsum("i,ij,ij->j", weight, X, X, dtype=np.float64) / total)
-        self._feature_scale = np.where((rms > 0) & np.isfinite(rms), rms, 1.0)
-        if self.family == "gaussian":
+        # a column numerically zero next to the others (e.g. sin(pi) = 1e-16)
+        # keeps unit scale: rescaling it by 1e-16 would make any penalty on its
+        # coefficient 1e32 times stiffer than the likelihood
+        usable = np.isfinite(rms) & (rms > _MIN_RELATIVE_FEATURE_SCALE * np.max(rms, initial=0.0))
+        self._feature_scale = np.where(usable, rms, 1.0)
+        family = get_family(self.family)
+        if family.has_dispersion and not family.non_negative:  # a location family
+            # (Gaussian-like): the response scale is the spread, not the level
             mean = weight @ y / total
             response = np.sqrt(weight @ (y - mean) ** 2 / total)
         else:

@@ -340,3 +340,17 @@ def test_convergence_warning_names_the_criterion_that_failed():
     data = make_glm_data(n_samples=2000, n_features=5, random_state=0)
     with pytest.warns(ConvergenceWarning, match=r"1 reached max_iter=2 before the gradient"):
         PoissonGLM(alpha=0, max_iter=2).fit(data.X, data.y)
+
+
+def test_a_numerically_zero_column_does_not_stall_the_fit():
+    # sin(2 * pi / 2) = 1.2e-16: rescaling such a column to unit RMS made the
+    # ridge penalty on its coefficient 1e32 times stiffer than the likelihood,
+    # and the fit stopped after one iteration at the null model
+    rng = np.random.RandomState(0)
+    x = rng.choice([-1.0, 1.0], size=600)
+    X = np.column_stack([x, np.where(x > 0, 0.0, 1.2e-16)])
+    y = rng.poisson(np.exp(0.3 + 0.8 * x)).astype(float)
+    ours = PoissonGLM(alpha=1e-3).fit(X, y)
+    reference = PoissonRegressor(alpha=1e-3, tol=1e-10, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(ours.coef_[0], reference.coef_[0], rtol=1e-3)
+    np.testing.assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-3)
