@@ -131,7 +131,7 @@ class CandidateLikelihood:
             return self._distribution.log_prob(Y[:, None, :], log_normalizer=normalizer).sum(
                 axis=2
             )
-        log_likelihood = Y @ self._weights.T
+        log_likelihood = self.family.response_statistics(Y) @ self._weights.T
         log_likelihood += self._candidate_term
         log_likelihood += response_term[:, None]
         return log_likelihood

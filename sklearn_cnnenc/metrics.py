@@ -142,12 +142,13 @@ def _check_dispersion(
             "dispersion=..., a scalar or one value per neuron (for instance the "
             "fitted estimator's dispersion_)."
         )
-    n_outputs = y_true.shape[1]
+    full = family.dispersion_shape(y_true.shape[1])
+    one = full[1:]  # one value (or one tuple) for every neuron
     dispersion = np.asarray(dispersion, dtype=np.float64)
-    if dispersion.ndim > 1 or dispersion.size not in (1, n_outputs):
+    if dispersion.shape not in (full, one, (1, *one)):
         raise ValueError(
-            "dispersion must be a scalar or an array of shape (n_neurons,) = "
-            f"({n_outputs},); got shape {dispersion.shape}."
+            f"dispersion must be of shape {one} (every neuron) or {full} (one per neuron) "
+            f"for the {family.name!r} family; got shape {dispersion.shape}."
         )
     if np.any(~np.isfinite(dispersion)) or np.any(dispersion <= 0):
         raise ValueError(f"dispersion must be finite and positive; got {dispersion!r}.")
@@ -663,7 +664,7 @@ def pseudo_r2(
         values[defined] = 1.0 - ll_model[defined] / ll_null[defined]
         reason = "the null log-likelihood is 0"
     else:
-        ll_saturated = _weighted_sum(family.log_prob(y_true, y_true, dispersion), sample_weight)
+        ll_saturated = _weighted_sum(family.saturated_log_prob(y_true, dispersion), sample_weight)
         null_deviance = ll_saturated - ll_null
         defined = null_deviance > 0
         values[defined] = (ll_model[defined] - ll_null[defined]) / null_deviance[defined]
