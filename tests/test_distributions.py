@@ -280,7 +280,7 @@ def test_a_registered_family_works_in_poisson_glm_and_every_metric(registered):
     assert ours.family_.name == "my_counts"
     np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-10)
     assert ours.score(data.X, data.y) == pytest.approx(reference.score(data.X, data.y))
-    for name in METRICS:
+    for name in [name for name, spec in METRICS.items() if not spec.takes_repeats]:
         scorer = make_encoding_scorer(name)
         assert scorer(ours, data.X, data.y) == pytest.approx(
             scorer(reference, data.X, data.y), rel=1e-9

@@ -56,7 +56,7 @@ def test_score_and_every_metric_use_the_zig_likelihood():
     log_likelihood(data.y, mean, family="zig", dispersion=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         log_likelihood(data.y, mean, family="zig", dispersion=[0.5, 0.5, 0.5])
-    for name in METRICS:
+    for name in [name for name, spec in METRICS.items() if not spec.takes_repeats]:
         assert np.isfinite(make_encoding_scorer(name)(model, data.X, data.y)), name
     assert make_encoding_scorer("log_likelihood")(model, data.X, data.y) == pytest.approx(
         expected, rel=1e-8
