@@ -102,3 +102,28 @@ def test_zig_dispersion_errors_are_clear():
         family.log_prob(y, np.ones_like(y), [1.5, 0.5])
     with pytest.raises(ValueError, match="needs its dispersion"):
         family.sample(np.ones(3))
+
+
+def test_zig_mean_fit_and_std_errors_match_statsmodels_gamma_quasi_likelihood():
+    """The mean is the gamma quasi-likelihood fit (variance mu^2, zeros included):
+    statsmodels' Tweedie(var_power=2) GLM, whose Pearson-scale standard errors ours equal."""
+    sm = pytest.importorskip("statsmodels.api")
+    data = make_glm_data(n_samples=800, n_features=3, n_neurons=1, family="zig",
+                         dispersion=[0.4, 0.5], random_state=0)
+    model = PoissonGLM(family="zig", alpha=0.0, tol=1e-10, max_iter=5000).fit(data.X, data.y)
+    family = sm.families.Tweedie(var_power=2, link=sm.families.links.Log())
+    reference = sm.GLM(data.y, sm.add_constant(data.X), family=family).fit(tol=1e-12,
+                                                                           scale="X2")
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], reference.params,
+                               rtol=1e-6)
+    np.testing.assert_allclose(model.std_errors(data.X, data.y), reference.bse, rtol=1e-4)
+
+
+def test_zig_in_poisson_glm_cv():
+    from sklearn_cnnenc import PoissonGLMCV
+
+    data = _zig_data(n_samples=600)
+    model = PoissonGLMCV(family="zig", alphas=[1e-3, 1e-1], cv=3).fit(data.X, data.y)
+    assert model.estimator_.dispersion_.shape == (2, 2)
+    assert np.all(np.isfinite(model.score_path_))
+    assert np.isfinite(model.score(data.X, data.y))

@@ -273,7 +273,9 @@ class Family:
         """``(A, b)`` of ``log p(y_i | s_k) = sum_n y_in A_kn + b_k + c(y_i)``.
 
         ``eta`` holds the linear predictors of shape (n_candidates,
-        n_neurons); ``A`` has that shape and ``b`` one value per candidate.
+        n_neurons); ``A`` has that shape (one block of n_neurons columns per
+        statistic of :meth:`response_statistics`, where ``y`` is replaced by
+        them) and ``b`` one value per candidate.
         Families whose log-probability is not of this form (linear in ``y``
         given the candidate, up to ``c(y)``) return None, and the decoder
         then evaluates :meth:`negative_log_likelihood` on every pair (slower,
