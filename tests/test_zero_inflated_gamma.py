@@ -127,3 +127,24 @@ def test_zig_in_poisson_glm_cv():
     assert model.estimator_.dispersion_.shape == (2, 2)
     assert np.all(np.isfinite(model.score_path_))
     assert np.isfinite(model.score(data.X, data.y))
+
+
+def test_zig_in_grid_search_and_compare_models_with_repeats():
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_cnnenc.metrics import SCORERS
+    from sklearn_cnnenc.model_selection import compare_models
+
+    data = _zig_data(n_samples=450)
+    search = GridSearchCV(PoissonGLM(family="zig"), {"alpha": [1e-3, 1.0]}, cv=3,
+                          scoring=SCORERS["log_likelihood"]).fit(data.X, data.y)
+    assert search.best_estimator_.dispersion_.shape == (2, 2)
+    rng = np.random.default_rng(3)
+    X_stimuli = rng.standard_normal((20, 3))
+    mean = np.exp(X_stimuli @ data.coef.T + data.intercept)
+    responses = get_family("zig").sample(np.broadcast_to(mean, (6, 20, 2)), TRUE_DISPERSION, 4)
+    results = compare_models({"zig": search}, data.X, data.y, cv=KFold(3), verbose=False,
+                             repeats=(X_stimuli, responses))
+    summary = {row["model"]: row for row in results.summary()}
+    assert np.isfinite(summary["zig"]["log_likelihood"])
+    assert np.isfinite(summary["zig"]["correlation_to_average"])
