@@ -5,11 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from sklearn_cnnenc import BayesianDecoder, CNNEncoder, LNModel, PoissonGLM
 from sklearn_cnnenc.datasets import make_glm_data
 from sklearn_cnnenc.distributions import ZeroInflatedGamma, get_family
+from sklearn_cnnenc.links import get_link
 from sklearn_cnnenc.metrics import METRICS, log_likelihood, make_encoding_scorer
 
 TRUE_DISPERSION = np.array([[0.3, 0.5], [0.8, 1.5]])  # (q, phi) per neuron
@@ -102,6 +104,9 @@ def test_zig_dispersion_errors_are_clear():
         family.log_prob(y, np.ones_like(y), [1.5, 0.5])
     with pytest.raises(ValueError, match="needs its dispersion"):
         family.sample(np.ones(3))
+    with pytest.raises(ValueError, match=r"\(q, phi\) pairs"):
+        family.negative_log_likelihood(torch.ones(3), torch.zeros(3), get_link("exp"),
+                                       torch.ones(3))
 
 
 def test_zig_mean_fit_and_std_errors_match_statsmodels_gamma_quasi_likelihood():

@@ -85,6 +85,8 @@ class ZeroInflatedGamma(Family):
         return log_mean + y * torch.exp(-log_mean)
 
     def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
+        if dispersion is None or dispersion.shape[-1:] != (2,):
+            self._split(dispersion)  # the clear error
         if log_normalizer is None:
             log_normalizer = self.log_normalizer(y)
         q, k = dispersion[..., 0], 1.0 / dispersion[..., 1]
