@@ -676,6 +676,19 @@ def compare_models(
     >>> bool(results.per_neuron("log_likelihood")["ridge"].mean()
     ...      > results.per_neuron("log_likelihood")["strong"].mean())
     True
+
+    A held-out test set of 10 stimuli shown 4 times each, scored with the
+    repeated-trial metrics as well:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X_stimuli = rng.standard_normal((10, 4))
+    >>> rates = np.exp(X_stimuli @ data.coef.T + data.intercept)
+    >>> responses = rng.poisson(rates, size=(4, 10, 4)).astype(float)
+    >>> results = compare_models({"ridge": PoissonGLM(alpha=1e-3)}, data.X, data.y,
+    ...                          cv=KFold(3), repeats=(X_stimuli, responses), verbose=False)
+    >>> results.metrics[-3:]
+    ['oracle_correlation', 'correlation_to_average', 'feve']
     """
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict of name -> estimator.")
