@@ -117,7 +117,7 @@ def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
         if not spec.takes_prediction:
             values = spec.function(responses, multioutput="raw_values", **spec.kwargs)
         elif y_pred is None:
-            values = np.full(responses.shape[-1] if responses.ndim == 3 else 1, np.nan)
+            values = np.full(responses.shape[-1], np.nan)
         else:
             values = spec.function(responses, y_pred, multioutput="raw_values", **spec.kwargs)
         scores[metric_name] = np.asarray(values, dtype=float).reshape(-1)
