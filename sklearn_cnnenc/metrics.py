@@ -208,8 +208,13 @@ def _resolve_null(
 
 
 def _unit_dispersion(family: Family, y_true: np.ndarray) -> np.ndarray | None:
-    """A dispersion of 1 for families that need one (for support checks only)."""
-    return np.ones(y_true.shape[1]) if family.has_dispersion else None
+    """The family's default dispersion, for families that need one (for support checks only:
+    it gives every response in the support a positive probability, as 1 would not for the
+    zero-inflated gamma's q)."""
+    if not family.has_dispersion:
+        return None
+    return np.full(family.dispersion_shape(y_true.shape[1]), family.default_dispersion,
+                   dtype=float)
 
 
 def _warn_impossible(
