@@ -12,7 +12,11 @@ one matrix product plus two vectors:
 
 Each family owns its ``A`` and ``b``
 (:meth:`~sklearn_cnnenc.distributions.Family.candidate_terms`) and ``c(y)``
-(:meth:`~sklearn_cnnenc.distributions.Family.response_term`); this module
+(:meth:`~sklearn_cnnenc.distributions.Family.response_term`); a family whose
+log-probability is linear in other statistics of ``y`` (the zero-inflated
+gamma: ``y`` and ``[y > 0]``) gives them as
+:meth:`~sklearn_cnnenc.distributions.Family.response_statistics`, and ``A``
+has one block of columns per statistic. This module
 knows no family. The encoder is evaluated once on the candidates (``A`` and
 ``b``); each batch of responses then costs one GEMM. A family without such a
 form (``candidate_terms`` returns None) is evaluated pair by pair with its
@@ -131,7 +135,7 @@ class CandidateLikelihood:
             return self._distribution.log_prob(Y[:, None, :], log_normalizer=normalizer).sum(
                 axis=2
             )
-        log_likelihood = Y @ self._weights.T
+        log_likelihood = self.family.response_statistics(Y) @ self._weights.T
         log_likelihood += self._candidate_term
         log_likelihood += response_term[:, None]
         return log_likelihood

@@ -214,7 +214,7 @@ class CNNEncoder(BaseEncoder):
     readout_module_ : torch.nn.Module
         The fitted readout.
     mean_response_ : ndarray of shape (n_neurons,)
-    dispersion_ : ndarray of shape (n_neurons,) or None
+    dispersion_ : ndarray of shape (n_neurons,) or (n_neurons, 2), or None
     n_iter_ : int
         Epochs trained (of the kept restart).
     n_features_in_ : int

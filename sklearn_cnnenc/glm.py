@@ -115,8 +115,9 @@ class PoissonGLM(BaseEncoder):
     coef_ : ndarray of shape (n_features,) or (n_neurons, n_features)
         Coefficients of the linear predictor.
     intercept_ : float or ndarray of shape (n_neurons,)
-    dispersion_ : ndarray of shape (n_neurons,) or None
-        Fitted noise variance (Gaussian) or over-dispersion (negative binomial).
+    dispersion_ : ndarray of shape (n_neurons,) or (n_neurons, 2), or None
+        Fitted noise variance (Gaussian), over-dispersion (negative binomial),
+        ``1 / shape`` (gamma), or ``(q, 1 / shape)`` per neuron (zig).
     mean_response_ : ndarray of shape (n_neurons,)
         Mean training response of each neuron (for null models).
     n_iter_ : int

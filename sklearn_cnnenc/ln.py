@@ -144,7 +144,7 @@ class LNModel(BaseEncoder):
         Final training objective (mean NLL plus penalty) of every start; the
         kept parameters are those of the smallest. Defined for non-convex
         fits that are not warm-started.
-    dispersion_ : ndarray of shape (n_neurons,) or None
+    dispersion_ : ndarray of shape (n_neurons,) or (n_neurons, 2), or None
     mean_response_ : ndarray of shape (n_neurons,)
     n_iter_ : int
         Iterations of the slowest kept problem.

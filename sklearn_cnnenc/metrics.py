@@ -52,6 +52,8 @@ __all__ = [
     "bits_per_spike",
     "pseudo_r2",
     "correlation",
+    "oracle_correlation",
+    "correlation_to_average",
     "fev",
     "feve",
     "explainable_variance",
@@ -142,12 +144,13 @@ def _check_dispersion(
             "dispersion=..., a scalar or one value per neuron (for instance the "
             "fitted estimator's dispersion_)."
         )
-    n_outputs = y_true.shape[1]
+    full = family.dispersion_shape(y_true.shape[1])
+    one = full[1:]  # one value (or one tuple) for every neuron
     dispersion = np.asarray(dispersion, dtype=np.float64)
-    if dispersion.ndim > 1 or dispersion.size not in (1, n_outputs):
+    if dispersion.shape not in (full, one, (1, *one)):
         raise ValueError(
-            "dispersion must be a scalar or an array of shape (n_neurons,) = "
-            f"({n_outputs},); got shape {dispersion.shape}."
+            f"dispersion must be of shape {one} (every neuron) or {full} (one per neuron) "
+            f"for the {family.name!r} family; got shape {dispersion.shape}."
         )
     if np.any(~np.isfinite(dispersion)) or np.any(dispersion <= 0):
         raise ValueError(f"dispersion must be finite and positive; got {dispersion!r}.")
@@ -205,8 +208,13 @@ def _resolve_null(
 
 
 def _unit_dispersion(family: Family, y_true: np.ndarray) -> np.ndarray | None:
-    """A dispersion of 1 for families that need one (for support checks only)."""
-    return np.ones(y_true.shape[1]) if family.has_dispersion else None
+    """The family's default dispersion, for families that need one (for support checks only:
+    it gives every response in the support a positive probability, as 1 would not for the
+    zero-inflated gamma's q)."""
+    if not family.has_dispersion:
+        return None
+    return np.full(family.dispersion_shape(y_true.shape[1]), family.default_dispersion,
+                   dtype=float)
 
 
 def _warn_impossible(
@@ -663,7 +671,7 @@ def pseudo_r2(
         values[defined] = 1.0 - ll_model[defined] / ll_null[defined]
         reason = "the null log-likelihood is 0"
     else:
-        ll_saturated = _weighted_sum(family.log_prob(y_true, y_true, dispersion), sample_weight)
+        ll_saturated = _weighted_sum(family.saturated_log_prob(y_true, dispersion), sample_weight)
         null_deviance = ll_saturated - ll_null
         defined = null_deviance > 0
         values[defined] = (ll_model[defined] - ll_null[defined]) / null_deviance[defined]
@@ -733,6 +741,16 @@ def correlation(
     if y_true.shape[0] < 2:
         raise ValueError(f"correlation needs at least 2 samples; got {y_true.shape[0]}.")
     sample_weight = _check_sample_weight(sample_weight, y_true)
+    values = _pearson(y_true, y_pred, sample_weight)
+    return _average_outputs(
+        values, multioutput, metric="correlation", reason="constant y_true or y_pred"
+    )
+
+
+def _pearson(
+    y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-column (weighted) Pearson correlation of two 2-D arrays; nan where one is constant."""
     constant = _constant_columns(y_true, sample_weight) | _constant_columns(y_pred, sample_weight)
     # correlation is scale-invariant: scale each column to a maximum of 1 first, so that
     # products of large values (>= 1e154) cannot overflow nor tiny ones underflow
@@ -750,9 +768,7 @@ def correlation(
         -1.0,
         1.0,
     )
-    return _average_outputs(
-        values, multioutput, metric="correlation", reason="constant y_true or y_pred"
-    )
+    return values
 
 
 def _column_scale(values: np.ndarray) -> np.ndarray:
@@ -765,7 +781,7 @@ def _column_scale(values: np.ndarray) -> np.ndarray:
 
 
 def _check_repeats(
-    responses: ArrayLike, y_pred: ArrayLike | None = None
+    responses: ArrayLike, y_pred: ArrayLike | None = None, min_repeats: int = 2
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate repeated-trial responses; return them as (n_repeats, n_stimuli, n_neurons)."""
     responses = check_array(
@@ -782,7 +798,7 @@ def _check_repeats(
         )
     if responses.size == 0:
         raise ValueError(f"responses is empty (shape {responses.shape}).")
-    if responses.shape[0] < 2:
+    if responses.shape[0] < min_repeats:
         raise ValueError(
             "At least 2 repeats per stimulus are needed to estimate the noise "
             f"variance; got responses with {responses.shape[0]} repeat along axis 0 "
@@ -800,6 +816,142 @@ def _check_repeats(
             "and neuron)."
         )
     return responses, y_pred.reshape(responses.shape[1:])
+
+
+def oracle_correlation(
+    responses: ArrayLike, *, multioutput: str = "uniform_average"
+) -> float | np.ndarray:
+    """Leave-one-out oracle correlation of repeated responses, per neuron.
+
+    Each trial is predicted by the mean of the *other* repeats of the same
+    stimulus, and that prediction is correlated with the trials over all
+    repeats and stimuli: the correlation a model of the mean response can
+    hope for on single trials (the "oracle" of Sensorium and
+    neuralpredictors' ``compute_oracle_corr``; it slightly underestimates the
+    true ceiling, the leave-one-out mean being noisier than the true mean).
+    Compare it with a model's single-trial correlation
+    (:func:`correlation` of the prediction with every trial).
+
+    Parameters
+    ----------
+    responses : array-like of shape (n_repeats, n_stimuli) or \
+            (n_repeats, n_stimuli, n_neurons)
+        Responses to repeated presentations of each stimulus; needs
+        ``n_repeats >= 2`` and finite values (every stimulus shown the same
+        number of times).
+
+    multioutput : {"raw_values", "uniform_average"}, default="uniform_average"
+        "raw_values" returns one value per neuron, "uniform_average" their
+        mean over the neurons where it is defined.
+
+    Returns
+    -------
+    oracle_correlation : float or ndarray of shape (n_neurons,)
+        The correlation, or one value per neuron; nan (with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`) for a neuron
+        whose responses, or leave-one-out means, are constant.
+
+    See Also
+    --------
+    correlation_to_average : A prediction's correlation with the repeat average.
+    explainable_variance : The variance-based ceiling.
+
+    Notes
+    -----
+    With :math:`r_{kij}` the response of neuron :math:`j` on repeat :math:`k`
+    (of :math:`R`) of stimulus :math:`i`, the oracle of that trial is
+    :math:`o_{kij} = \\frac{1}{R - 1} \\sum_{l \\ne k} r_{lij}`, and the
+    oracle correlation of neuron :math:`j` is the Pearson correlation of
+    :math:`o_{\\cdot\\cdot j}` and :math:`r_{\\cdot\\cdot j}` over all
+    :math:`R \\times n_\\mathrm{stimuli}` trials. Sensorium adds ``1e-8`` to
+    the standard deviations (a difference below 1e-7 for responses of unit
+    scale) and sets the oracles of missing (nan) trials to zero; here
+    responses must be finite.
+
+    References
+    ----------
+    .. [1] E. Y. Walker et al., "Inception loops discover what excites
+       neurons most using deep predictive models", Nat Neurosci 22, 2019.
+    .. [2] K. F. Willeke et al., "The Sensorium competition on predicting
+       large-scale mouse primary visual cortex activity", arXiv:2206.08666, 2022.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.metrics import oracle_correlation
+    >>> responses = [[1.0, 4.0, 2.0], [2.0, 5.0, 1.0], [1.5, 3.5, 2.5]]
+    >>> round(oracle_correlation(responses), 4)
+    0.7813
+    """
+    _check_option(multioutput, _MULTIOUTPUT_OPTIONS, "multioutput")
+    responses, _ = _check_repeats(responses)
+    n_repeats, n_stimuli, n_neurons = responses.shape
+    others = (responses.sum(axis=0, keepdims=True) - responses) / (n_repeats - 1)
+    values = _pearson(
+        responses.reshape(-1, n_neurons), others.reshape(-1, n_neurons)
+    )
+    return _average_outputs(
+        values,
+        multioutput,
+        metric="oracle_correlation",
+        reason="constant responses or leave-one-out means",
+    )
+
+
+def correlation_to_average(
+    responses: ArrayLike, y_pred: ArrayLike, *, multioutput: str = "uniform_average"
+) -> float | np.ndarray:
+    """Correlation of a prediction with the repeat-averaged response, per neuron.
+
+    Averaging over repeats removes most of the trial-to-trial noise, so this
+    is higher than the single-trial correlation (Sensorium's "correlation to
+    average"). Greater is better; the best value is 1.
+
+    Parameters
+    ----------
+    responses : array-like of shape (n_repeats, n_stimuli) or \
+            (n_repeats, n_stimuli, n_neurons)
+        Responses to repeated presentations of each stimulus (one repeat is
+        allowed).
+
+    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons)
+        Predicted mean response to each stimulus.
+
+    multioutput : {"raw_values", "uniform_average"}, default="uniform_average"
+        "raw_values" returns one value per neuron, "uniform_average" their
+        mean over the neurons where it is defined.
+
+    Returns
+    -------
+    correlation_to_average : float or ndarray of shape (n_neurons,)
+        The correlation, or one value per neuron; nan (with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`) where the average
+        response or the prediction is constant over stimuli.
+
+    See Also
+    --------
+    oracle_correlation : The single-trial ceiling from the repeats.
+    correlation : Correlation with single trials.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.metrics import correlation_to_average
+    >>> responses = [[1.0, 4.0, 2.0], [2.0, 5.0, 1.0]]
+    >>> round(correlation_to_average(responses, [1.0, 5.0, 2.0]), 4)
+    0.9707
+    """
+    _check_option(multioutput, _MULTIOUTPUT_OPTIONS, "multioutput")
+    responses, y_pred = _check_repeats(responses, y_pred, min_repeats=1)
+    if responses.shape[1] < 2:
+        raise ValueError(
+            f"correlation_to_average needs at least 2 stimuli; got {responses.shape[1]}."
+        )
+    values = _pearson(responses.mean(axis=0), y_pred)
+    return _average_outputs(
+        values,
+        multioutput,
+        metric="correlation_to_average",
+        reason="constant average response or prediction",
+    )
 
 
 def _variance_components(responses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1083,6 +1235,16 @@ class Metric:
     takes_null : bool
         Whether it compares to a null model (``y_null``, the training mean
         with ``null="train"``).
+    takes_repeats : bool
+        Whether it scores repeated trials: ``function(responses, y_pred, *,
+        multioutput)`` with ``responses`` of shape (n_repeats, n_stimuli,
+        n_neurons) and ``y_pred`` one prediction per stimulus (no
+        ``sample_weight``). Its scorer is ``scorer(estimator, X_stimuli,
+        responses)`` and ``compare_models`` computes it on ``repeats=``.
+    takes_prediction : bool
+        Whether it takes a prediction at all (False for the ceilings computed
+        from the repeats alone, such as ``oracle_correlation``: the function
+        is then ``function(responses, *, multioutput)``).
 
     Examples
     --------
@@ -1095,6 +1257,8 @@ class Metric:
     kwargs: dict[str, Any] = field(default_factory=dict)
     takes_family: bool = False
     takes_null: bool = False
+    takes_repeats: bool = False
+    takes_prediction: bool = True
 
 
 METRICS: dict[str, Metric] = {
@@ -1105,6 +1269,14 @@ METRICS: dict[str, Metric] = {
         pseudo_r2, {"kind": "deviance"}, takes_family=True, takes_null=True
     ),
     "correlation": Metric(correlation),
+    # on repeated trials, responses of shape (n_repeats, n_stimuli, n_neurons)
+    "oracle_correlation": Metric(oracle_correlation, takes_repeats=True, takes_prediction=False),
+    "explainable_variance": Metric(
+        explainable_variance, takes_repeats=True, takes_prediction=False
+    ),
+    "correlation_to_average": Metric(correlation_to_average, takes_repeats=True),
+    "fev": Metric(fev, takes_repeats=True),
+    "feve": Metric(feve, takes_repeats=True),
 }
 """The per-neuron metrics known by name, read by :func:`make_encoding_scorer`,
 :data:`SCORERS` and :func:`~sklearn_cnnenc.model_selection.compare_models`:
@@ -1164,6 +1336,8 @@ class _EncodingScorer:
         spec = METRICS[self._name]
         metric = spec.function
         kwargs = {**spec.kwargs, **self._metric_kwargs}
+        if spec.takes_repeats:
+            return self._score_repeats(spec, estimator, X, y_true, sample_weight, kwargs)
         if self._name == "log_likelihood" and not {"family", "dispersion"} & kwargs.keys():
             # the model's own distribution, from its linear predictor: the
             # same number as its score(), whatever its family and dispersion,
@@ -1194,6 +1368,25 @@ class _EncodingScorer:
             kwargs["y_null"] = final.mean_response_
         y_pred = estimator.predict(X)
         return float(metric(y_true, y_pred, sample_weight=sample_weight, **kwargs))
+
+    def _score_repeats(self, spec, estimator, X, responses, sample_weight, kwargs) -> float:
+        """A repeated-trial metric: ``X`` holds the stimuli, ``responses`` the repeats."""
+        if sample_weight is not None:
+            raise ValueError(
+                f"The {self._name!r} scorer scores repeated trials and takes no sample_weight."
+            )
+        responses = np.asarray(responses, dtype=float)
+        if responses.ndim not in (2, 3):
+            raise ValueError(
+                f"The {self._name!r} scorer is called as scorer(estimator, X_stimuli, "
+                "responses) with responses of shape (n_repeats, n_stimuli[, n_neurons]); "
+                f"got responses of shape {responses.shape}. It cannot score the folds of "
+                "cross_val_score or GridSearchCV (use compare_models(..., repeats=...))."
+            )
+        arguments = [responses]
+        if spec.takes_prediction:
+            arguments.append(estimator.predict(X))
+        return float(spec.function(*arguments, multioutput="uniform_average", **kwargs))
 
     def __repr__(self) -> str:
         arguments = [repr(self._name)]
@@ -1256,11 +1449,19 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
     Parameters
     ----------
     name : {"log_likelihood", "bits_per_spike", "pseudo_r2", \
-            "pseudo_r2_deviance", "correlation"}
+            "pseudo_r2_deviance", "correlation", "oracle_correlation", \
+            "explainable_variance", "correlation_to_average", "fev", "feve"}
         The metric: :func:`log_likelihood` (mean per sample and neuron, the
         same number as the ``score`` method of the library's estimators),
         :func:`bits_per_spike`, :func:`pseudo_r2` with ``kind="mcfadden"``
-        or ``kind="deviance"``, or :func:`correlation`.
+        or ``kind="deviance"``, or :func:`correlation`; or a metric of
+        repeated trials (any name of :data:`METRICS` with ``takes_repeats``),
+        whose scorer is called as ``scorer(estimator, X_stimuli, responses)``
+        with ``X_stimuli`` the distinct stimuli and ``responses`` of shape
+        (n_repeats, n_stimuli, n_neurons): it scores
+        ``estimator.predict(X_stimuli)`` (the ceilings oracle_correlation and
+        explainable_variance ignore the estimator). These cannot be used as
+        ``scoring=`` of cross-validation, whose folds split samples.
 
     **metric_kwargs
         Keyword arguments of the metric, fixed for every call, for instance
@@ -1345,9 +1546,15 @@ def make_encoding_scorer(name: str, **metric_kwargs: Any) -> Callable[..., float
 
 
 SCORERS: dict[str, Callable[..., float]] = {
-    name: make_encoding_scorer(name) for name in METRICS
+    name: make_encoding_scorer(name) for name, spec in METRICS.items() if not spec.takes_repeats
 }
 """The encoding scorers by name, ready for ``scoring=SCORERS`` (multimetric).
+
+The repeated-trial metrics (``takes_repeats``: oracle_correlation,
+correlation_to_average, fev, feve, explainable_variance) are left out: their
+scorers, from :func:`make_encoding_scorer` or :func:`get_scorer`, take
+``(estimator, X_stimuli, responses)`` with responses of shape (n_repeats,
+n_stimuli, n_neurons), which cross-validation folds cannot split.
 
 These objects are shared: use :func:`get_scorer` for a private copy before
 calling ``set_score_request`` on one.
@@ -1380,6 +1587,8 @@ def get_scorer(scoring: str | Callable) -> Callable:
     """
     if isinstance(scoring, str) and scoring in SCORERS:
         return copy.deepcopy(SCORERS[scoring])
+    if isinstance(scoring, str) and scoring in METRICS:
+        return make_encoding_scorer(scoring)
     try:
         return _sklearn_get_scorer(scoring)
     except ValueError:

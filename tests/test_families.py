@@ -19,6 +19,12 @@ def _scipy_log_prob(name, y, mean, dispersion):
         return stats.bernoulli.logpmf(y, mean)
     if name == "gamma":
         return stats.gamma.logpdf(y, 1.0 / dispersion, scale=mean * dispersion)
+    if name == "zig":
+        q, phi = dispersion[..., 0], dispersion[..., 1]
+        positive = np.log(q) + stats.gamma.logpdf(np.where(y > 0, y, 1.0), 1.0 / phi,
+                                                  scale=mean / q * phi)
+        with np.errstate(divide="ignore"):
+            return np.where(y > 0, positive, np.log(1.0 - q))
     r = 1.0 / dispersion
     return stats.nbinom.logpmf(y, r, r / (r + mean))
 
@@ -29,6 +35,8 @@ def _draw(name, n=200):
     eta = rng.normal(0.0, 0.7, size=(n, 3))
     mean = link.inverse(torch.as_tensor(eta)).numpy()
     dispersion = np.array([0.3, 1.0, 2.5]) if family.has_dispersion else None
+    if family.dispersion_shape(3) == (3, 2):  # zig: (q, phi) per neuron
+        dispersion = np.array([[0.3, 0.3], [0.7, 1.0], [1.0, 2.5]])
     y = family.sample(mean, dispersion, random_state=1)
     return family, link, eta, mean, dispersion, y
 
@@ -74,9 +82,11 @@ def test_sampler_has_the_family_mean_and_variance(name):
     family = get_family(name)
     mean = np.full(200_000, 0.4 if name == "bernoulli" else 3.0)
     dispersion = np.array(0.5) if family.has_dispersion else None
+    if name == "zig":
+        dispersion = np.array([0.4, 0.5])  # (q, phi): Var = mu^2 ((1 + phi) / q - 1)
     draws = family.sample(mean, dispersion, random_state=0)
     variance = {"poisson": 3.0, "gaussian": 0.5, "bernoulli": 0.24, "negative_binomial": 7.5,
-                "gamma": 4.5}[name]
+                "gamma": 4.5, "zig": 24.75}[name]
     assert draws.mean() == pytest.approx(mean[0], abs=0.03)
     assert draws.var() == pytest.approx(variance, rel=0.03)
     np.testing.assert_array_equal(draws, family.sample(mean, dispersion, random_state=0))

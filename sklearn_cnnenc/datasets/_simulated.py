@@ -78,7 +78,7 @@ def make_glm_data(
 
     if family_obj.has_dispersion:
         value = family_obj.default_dispersion if dispersion is None else dispersion
-        dispersion_array = np.full(n_neurons, value)
+        dispersion_array = np.full(family_obj.dispersion_shape(n_neurons), value, dtype=float)
     else:
         dispersion_array = None
     y = family_obj.sample(mean, dispersion_array, rng)

@@ -18,6 +18,7 @@ from .gamma import Gamma
 from .gaussian import Gaussian
 from .negative_binomial import NB_ALPHA_FLOOR, NegativeBinomial
 from .poisson import Poisson
+from .zero_inflated_gamma import ZeroInflatedGamma
 
 __all__ = [
     "Family",
@@ -30,5 +31,6 @@ __all__ = [
     "Bernoulli",
     "NegativeBinomial",
     "Gamma",
+    "ZeroInflatedGamma",
     "NB_ALPHA_FLOOR",
 ]

@@ -19,6 +19,8 @@ gaussian            Var = phi                       phi, the noise variance
 bernoulli           mu = P(y = 1)                   (none)
 negative_binomial   Var = mu + alpha mu^2           alpha (NB2), > 0
 gamma               Var = phi mu^2                  phi = 1 / shape
+zig                 P(y > 0) = q, y | y > 0 gamma   (q, phi) per neuron,
+                    of mean mu / q, shape 1 / phi   shape (n_neurons, 2)
 ==================  ==============================  ====================
 """
 
@@ -239,7 +241,15 @@ class Family:
         override it with their closed form (the unit deviance scaled by the
         dispersion where there is one).
         """
-        return 2.0 * (self.log_prob(y, y, dispersion) - self.log_prob(y, mean, dispersion))
+        return 2.0 * (self.saturated_log_prob(y, dispersion) - self.log_prob(y, mean, dispersion))
+
+    def saturated_log_prob(self, y: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """Log-probability of ``y`` under the saturated model (the best mean for each ``y``).
+
+        ``log_prob(y, y)`` by default: the likelihood of an exponential-dispersion
+        family peaks at ``mean = y``; families where it does not override it.
+        """
+        return self.log_prob(y, y, dispersion)
 
     def sample(
         self,
@@ -263,13 +273,25 @@ class Family:
         """``(A, b)`` of ``log p(y_i | s_k) = sum_n y_in A_kn + b_k + c(y_i)``.
 
         ``eta`` holds the linear predictors of shape (n_candidates,
-        n_neurons); ``A`` has that shape and ``b`` one value per candidate.
+        n_neurons); ``A`` has that shape (one block of n_neurons columns per
+        statistic of :meth:`response_statistics`, where ``y`` is replaced by
+        them) and ``b`` one value per candidate.
         Families whose log-probability is not of this form (linear in ``y``
         given the candidate, up to ``c(y)``) return None, and the decoder
         then evaluates :meth:`negative_log_likelihood` on every pair (slower,
         with a warning).
         """
         return None
+
+    def response_statistics(self, Y: np.ndarray) -> np.ndarray:
+        """The statistics ``T(Y)`` that multiply ``A`` in :meth:`candidate_terms`.
+
+        ``Y`` itself by default (``log p`` linear in ``y``); a family whose
+        log-probability is linear in other statistics returns them, one
+        block of ``n_neurons`` columns each, and its ``A`` has as many
+        columns (the zero-inflated gamma: ``y`` and ``[y > 0]``).
+        """
+        return Y
 
     def response_term(self, Y: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """``c(y)`` of :meth:`candidate_terms`: one value per row of ``Y``."""

@@ -8,6 +8,7 @@ from .gamma import Gamma
 from .gaussian import Gaussian
 from .negative_binomial import NegativeBinomial
 from .poisson import Poisson
+from .zero_inflated_gamma import ZeroInflatedGamma
 
 __all__ = ["FAMILIES", "register_family", "get_family"]
 
@@ -68,7 +69,7 @@ def get_family(family: str | Family) -> Family:
     ----------
     family : str or Family
         A registered name (``"poisson"``, ``"gaussian"``, ``"bernoulli"``,
-        ``"negative_binomial"``, ``"gamma"`` or one given to
+        ``"negative_binomial"``, ``"gamma"``, ``"zig"`` or one given to
         :func:`register_family`), or a :class:`Family` instance.
 
     Returns
@@ -88,6 +89,8 @@ def get_family(family: str | Family) -> Family:
     return FAMILIES[family]
 
 
-for _family in (Poisson(), Gaussian(), Bernoulli(), NegativeBinomial(), Gamma()):
+for _family in (
+    Poisson(), Gaussian(), Bernoulli(), NegativeBinomial(), Gamma(), ZeroInflatedGamma()
+):
     register_family(_family)
 del _family

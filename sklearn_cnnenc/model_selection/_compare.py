@@ -60,6 +60,7 @@ class SilentUnitWarning(UserWarning):
     """
 
 DEFAULT_METRICS = ("log_likelihood", "bits_per_spike", "pseudo_r2", "correlation")
+DEFAULT_REPEAT_METRICS = ("oracle_correlation", "correlation_to_average", "feve")
 ORACLE = "oracle"
 
 
@@ -106,8 +107,25 @@ def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
     return np.asarray(spec.function(y_2d, held.mean, multioutput="raw_values", **kwargs))
 
 
+def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
+    """The repeated-trial metrics of one fitted model (nan for the oracle's predictions)."""
+    X_repeats, responses = repeats
+    y_pred = None if name == ORACLE else model.predict(X_repeats)
+    scores = {}
+    for metric_name, metric in metrics.items():
+        spec = METRICS[metric]
+        if not spec.takes_prediction:
+            values = spec.function(responses, multioutput="raw_values", **spec.kwargs)
+        elif y_pred is None:
+            values = np.full(responses.shape[-1], np.nan)
+        else:
+            values = spec.function(responses, y_pred, multioutput="raw_values", **spec.kwargs)
+        scores[metric_name] = np.asarray(values, dtype=float).reshape(-1)
+    return scores
+
+
 def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
-                   return_estimator=False):
+                   return_estimator=False, repeat_metrics=None, repeats=None):
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
     train_mean = y_2d[train].mean(axis=0)
@@ -153,6 +171,8 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
             metric_name: _score_metric(metric_name, metric, held, y_2d[test], train_mean)
             for metric_name, metric in metrics.items()
         }
+        if repeats is not None:
+            scores.update(_score_repeats(name, model, repeat_metrics, repeats))
     return {
         "scores": scores,
         "fit_time": fit_time,
@@ -443,7 +463,10 @@ def _mean_sem(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[fl
     return float(np.mean(values)), sem
 
 
-def _resolve_metrics(scoring) -> dict[str, str | Callable]:
+def _resolve_metrics(scoring, repeats) -> tuple[dict[str, str | Callable], dict[str, str]]:
+    """The per-sample metrics and the repeated-trial metrics (``takes_repeats``) by name."""
+    if scoring is None:
+        scoring = DEFAULT_METRICS + (DEFAULT_REPEAT_METRICS if repeats is not None else ())
     if isinstance(scoring, str):
         scoring = (scoring,)
     metrics: dict[str, str | Callable] = {}
@@ -459,7 +482,33 @@ def _resolve_metrics(scoring) -> dict[str, str | Callable]:
         metrics[name] = metric
     if not metrics:
         raise ValueError("scoring names no metric.")
-    return metrics
+    repeat_metrics = {name: metric for name, metric in metrics.items()
+                      if not callable(metric) and METRICS[metric].takes_repeats}
+    if repeat_metrics and repeats is None:
+        raise ValueError(f"The metrics {list(repeat_metrics)} score repeated trials: pass "
+                         "repeats=(X_stimuli, responses) to compare_models.")
+    metrics = {name: metric for name, metric in metrics.items() if name not in repeat_metrics}
+    return metrics, repeat_metrics
+
+
+def _check_compare_repeats(repeats, n_neurons):
+    """Validate ``repeats=(X_stimuli, responses)``; responses as (n_repeats, n_stimuli, n)."""
+    if repeats is None:
+        return None
+    if not isinstance(repeats, tuple | list) or len(repeats) != 2:
+        raise ValueError("repeats must be a pair (X_stimuli, responses); got "
+                         f"{type(repeats).__name__}.")
+    X_repeats, responses = repeats
+    responses = np.asarray(responses, dtype=float)
+    if responses.ndim == 2 and n_neurons == 1:
+        responses = responses[:, :, None]
+    if responses.ndim != 3 or responses.shape[2] != n_neurons:
+        raise ValueError(
+            "The responses of repeats must have shape (n_repeats, n_stimuli, n_neurons) "
+            f"with n_neurons = {n_neurons} (as y); got shape {responses.shape}."
+        )
+    check_consistent_length(X_repeats, responses[0])
+    return X_repeats, responses
 
 
 def _warn_after_run(names, tasks, results, splits, y_2d) -> None:
@@ -524,7 +573,7 @@ def compare_models(
     y,
     *,
     cv=None,
-    scoring: Sequence[str] | Mapping[str, str | Callable] = DEFAULT_METRICS,
+    scoring: Sequence[str] | Mapping[str, str | Callable] | None = None,
     n_jobs: int | None = None,
     groups=None,
     oracle_rates=None,
@@ -534,6 +583,7 @@ def compare_models(
     verbose: bool = True,
     return_estimators: bool = False,
     nested: Sequence[tuple[str, str]] | None = None,
+    repeats: tuple | None = None,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -555,13 +605,18 @@ def compare_models(
         Folds. The default is 5 *contiguous* folds (``KFold`` without
         shuffling), right for time series whose neighbouring bins are
         correlated; an int gives that many contiguous folds.
-    scoring : sequence of str, or dict of name to str or callable
+    scoring : sequence of str, or dict of name to str or callable, default=None
         Metrics among ``"log_likelihood"`` (mean held-out log-likelihood per
         bin, nats, from each model's own family), ``"bits_per_spike"`` (null:
         the *training* fold's mean rate, the stricter convention for held-out
         data), ``"pseudo_r2"`` (McFadden, same null), ``"pseudo_r2_deviance"``
         and ``"correlation"``; a callable ``metric(y_true, y_pred)`` must return
-        one value per neuron.
+        one value per neuron. With ``repeats``, also the repeated-trial metrics
+        of :data:`~sklearn_cnnenc.metrics.METRICS` (``"oracle_correlation"``,
+        ``"correlation_to_average"``, ``"fev"``, ``"feve"``,
+        ``"explainable_variance"``). None: ``DEFAULT_METRICS`` (log_likelihood,
+        bits_per_spike, pseudo_r2, correlation), plus oracle_correlation,
+        correlation_to_average and feve when ``repeats`` is given.
     n_jobs : int, default=None
         Fits run in parallel (model x fold) through joblib.
     groups : array-like of shape (n_samples,), optional
@@ -591,6 +646,16 @@ def compare_models(
         (``results.likelihood_ratio_tests``). The in-sample test complements
         the held-out scores; a search object contributes its refitted best
         estimator.
+    repeats : tuple (X_stimuli, responses), optional
+        A test set of repeated trials, held out of ``X, y``: the distinct
+        stimuli ``X_stimuli`` (n_stimuli rows) and the responses to each of
+        their presentations, of shape (n_repeats, n_stimuli, n_neurons) (as in
+        Sensorium's test set). Every fold's fitted model predicts
+        ``X_stimuli`` and is scored on them with the repeated-trial metrics of
+        ``scoring``, per neuron, next to its cross-validated scores. The
+        ceilings (``oracle_correlation``, ``explainable_variance``) are the
+        same for every model and fold; the ``"oracle"`` model (true rates)
+        has no prediction there, its other repeat scores are nan.
 
     Returns
     -------
@@ -611,6 +676,19 @@ def compare_models(
     >>> bool(results.per_neuron("log_likelihood")["ridge"].mean()
     ...      > results.per_neuron("log_likelihood")["strong"].mean())
     True
+
+    A held-out test set of 10 stimuli shown 4 times each, scored with the
+    repeated-trial metrics as well:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X_stimuli = rng.standard_normal((10, 4))
+    >>> rates = np.exp(X_stimuli @ data.coef.T + data.intercept)
+    >>> responses = rng.poisson(rates, size=(4, 10, 4)).astype(float)
+    >>> results = compare_models({"ridge": PoissonGLM(alpha=1e-3)}, data.X, data.y,
+    ...                          cv=KFold(3), repeats=(X_stimuli, responses), verbose=False)
+    >>> results.metrics[-3:]
+    ['oracle_correlation', 'correlation_to_average', 'feve']
     """
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict of name -> estimator.")
@@ -619,10 +697,11 @@ def compare_models(
     for name, model in models.items():
         if not hasattr(model, "fit") or not hasattr(model, "predict"):
             raise TypeError(f"Model {name!r} is not an estimator with fit and predict.")
-    metrics = _resolve_metrics(scoring)
+    metrics, repeat_metrics = _resolve_metrics(scoring, repeats)
     y = np.asarray(y, dtype=float)
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (samples x neurons); got shape {y.shape}.")
+    repeats = _check_compare_repeats(repeats, 1 if y.ndim == 1 else y.shape[1])
     check_consistent_length(X, y)
     if groups is not None:
         groups = np.asarray(groups)
@@ -657,7 +736,7 @@ def compare_models(
         with limit_threads(n_threads):
             return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
                                   (oracle_rates, oracle_family, oracle_dispersion),
-                                  return_estimators)
+                                  return_estimators, repeat_metrics, repeats)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
@@ -670,7 +749,8 @@ def compare_models(
 
     n_neurons = 1 if y.ndim == 1 else y.shape[1]
     y_2d = y.reshape(len(y), -1)
-    comparison = ModelComparison(models=names, metrics=list(metrics), n_neurons=n_neurons,
+    comparison = ModelComparison(models=names, metrics=[*metrics, *repeat_metrics],
+                                 n_neurons=n_neurons,
                                  n_folds=len(splits), test_indices=[test for _, test in splits],
                                  n_spikes=y_2d.sum(axis=0))
     _warn_after_run(names, tasks, results, splits, y_2d)
