@@ -53,3 +53,24 @@ def test_default_fit_reaches_reference_optimum(family, n_neurons, alpha):
     intercept = np.array([r[1] for r in refs])
     best = _objective(family, X, y, coef, intercept, alpha)
     np.testing.assert_array_less((ours - best) / np.abs(best), 1e-6)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian", "bernoulli"])
+def test_structured_closure_matches_generic_closure(family, monkeypatch):
+    """The fast GLM closure computes the net's objective: same fit, weights and offset included."""
+    data = make_glm_data(n_samples=600, n_features=5, n_neurons=3, family=family, random_state=1)
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(0.2, 2.0, size=600)
+    offset = 0.1 * rng.standard_normal((600, 1)) if family != "bernoulli" else None
+
+    def fit():
+        return PoissonGLM(alpha=1e-2, family=family, tol=1e-8).fit(
+            data.X, data.y, sample_weight=weight, offset=offset
+        )
+
+    fast = fit()
+    assert fast.net_.optimizer_.objective.function is None  # emptied after the fit
+    monkeypatch.setattr(PoissonGLM, "_structured_objective", lambda *args: None)
+    generic = fit()
+    np.testing.assert_allclose(fast.coef_, generic.coef_, atol=1e-6)
+    np.testing.assert_allclose(fast.intercept_, generic.intercept_, atol=1e-6)
