@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BatchedFISTA", "BatchedLBFGS", "batched_glm_newton"]
+__all__ = ["BatchedFISTA", "BatchedLBFGS", "LinearGLMObjective", "batched_glm_newton"]
 
 Closure = Callable[[], torch.Tensor]
 
@@ -866,6 +866,100 @@ class BatchedFISTA(_BatchedOptimizer):
         self._record(n_iter, converged, failed, n_evals)
         self.state["step_size"] = step_size
         return objective
+
+
+class LinearGLMObjective:
+    """Closure of the batched solvers for a GLM ``eta = X @ W.T + b (+ offset)``.
+
+    Evaluates the per-problem objective ``mean_i s_i loss(eta)[i, k] +
+    penalty_k`` and writes the gradients into ``weight.grad`` and ``bias.grad``
+    without an autograd graph through the design: autograd differentiates the
+    elementwise loss only (``R = d loss / d eta``, shape (n, K)), and the
+    gradient is the single matrix product ``R.T @ X``. That keeps one pass
+    over ``X`` for the predictor and one for the gradient per evaluation, and
+    none of the generic path's elementwise backward bookkeeping.
+
+    Parameters
+    ----------
+    predictor : module with ``weight`` (K, p), ``bias`` (K,) or None and ``regularizer()``
+        Read at every call, so the solver's in-place updates are seen.
+    X : tensor of shape (n, p)
+    loss : callable
+        Maps ``eta`` of shape (n, K) to the elementwise loss of shape (n, K).
+    sample_weight : tensor of shape (n,), optional
+        Weights of mean 1 (the objective is ``sample_weight @ loss / n``).
+    offset : tensor of shape (n, 1) or (n, K), optional
+    loss_and_derivative : callable, optional
+        Maps ``eta`` to ``(loss, d loss / d eta)`` in closed form (a canonical
+        link), or to None where ``loss`` and autograd must be used instead.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.nn import LinearPredictor
+    >>> from sklearn_cnnenc._solvers import BatchedLBFGS, LinearGLMObjective
+    >>> _ = torch.manual_seed(0)
+    >>> X = torch.randn(500, 2, dtype=torch.float64)
+    >>> Y = torch.poisson(torch.exp(X @ torch.tensor([[0.5], [-0.5]], dtype=torch.float64)))
+    >>> predictor = LinearPredictor(2, 1, dtype=torch.float64)
+    >>> objective = LinearGLMObjective(predictor, X, lambda eta: torch.exp(eta) - Y * eta)
+    >>> _ = BatchedLBFGS(predictor.parameters(), tol=1e-8).step(objective)
+    >>> bool((predictor.weight - torch.tensor([[0.5, -0.5]])).abs().max() < 0.2)
+    True
+    """
+
+    def __init__(
+        self, predictor, X, loss, sample_weight=None, offset=None, loss_and_derivative=None
+    ) -> None:
+        self.predictor = predictor
+        self.X = X
+        self.loss = loss
+        self.sample_weight = sample_weight
+        self.offset = offset
+        self.loss_and_derivative = loss_and_derivative
+
+    def _reduce(self, values: torch.Tensor) -> torch.Tensor:
+        if self.sample_weight is None:
+            return values.mean(dim=0)
+        return (self.sample_weight @ values) / len(values)
+
+    def __call__(self) -> torch.Tensor:
+        weight, bias = self.predictor.weight, self.predictor.bias
+        X = self.X
+        with torch.no_grad():
+            eta = X @ weight.T if bias is None else torch.addmm(bias, X, weight.T)
+            if self.offset is not None:
+                eta = eta + self.offset
+            closed_form = None
+            if self.loss_and_derivative is not None:
+                closed_form = self.loss_and_derivative(eta)
+        if closed_form is not None:
+            values, derivative = closed_form
+            with torch.no_grad():
+                per_problem = self._reduce(values)
+                if self.sample_weight is not None:
+                    derivative = derivative * self.sample_weight[:, None]
+                residual = derivative / len(derivative)
+        else:
+            eta.requires_grad_(True)
+            with torch.enable_grad():
+                per_problem = self._reduce(self.loss(eta))
+                (residual,) = torch.autograd.grad(per_problem.sum(), eta)
+        with torch.enable_grad():
+            penalty = self.predictor.regularizer()
+            if torch.is_tensor(penalty) and penalty.requires_grad:
+                (penalty_grad,) = torch.autograd.grad(penalty.sum(), weight)
+            else:
+                penalty_grad = None
+        with torch.no_grad():
+            # (X.T @ R).T: one matrix product; for one problem a matrix-vector one
+            grad = (X.T @ residual).T
+            if penalty_grad is not None:
+                grad = grad + penalty_grad
+            weight.grad = grad.contiguous()
+            if bias is not None:
+                bias.grad = residual.sum(dim=0)
+            return (per_problem.detach() + penalty.detach()).detach()
 
 
 def batched_glm_newton(

@@ -10,9 +10,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from . import _glm_inference
-from ._base import BaseEncoder
-from ._solvers import BatchedFISTA, BatchedLBFGS
+from ._base import BaseEncoder, resolve_device
+from ._solvers import BatchedFISTA, BatchedLBFGS, LinearGLMObjective
 from .distributions import get_family
+from .links import _within_exp_range
 from .nn import LinearPredictor
 
 __all__ = ["PoissonGLM"]
@@ -21,6 +22,41 @@ __all__ = ["PoissonGLM"]
 _MIN_RESPONSE_SCALE = 1e-8
 # features whose RMS is below this fraction of the largest are numerically zero
 _MIN_RELATIVE_FEATURE_SCALE = 1e-12
+
+
+class _ObjectiveSlot:
+    """The structured closure of one fit; pickles empty (never the training data)."""
+
+    def __init__(self) -> None:
+        self.function = None
+
+    def __getstate__(self) -> dict:
+        return {"function": None}
+
+
+class _StructuredStep:
+    """Mixin: ``step`` evaluates the slot's :class:`LinearGLMObjective` when one is set.
+
+    The net's generic closure differentiates the whole graph (predictor and
+    loss); for a linear predictor the structured closure computes the same
+    objective and gradient with one matrix product per pass over ``X``.
+    """
+
+    def __init__(self, params, objective: _ObjectiveSlot | None = None, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.objective = objective
+
+    def step(self, closure):
+        function = getattr(self.objective, "function", None)
+        return super().step(closure if function is None else function)
+
+
+class _GLMLBFGS(_StructuredStep, BatchedLBFGS):
+    """:class:`BatchedLBFGS` with the structured GLM closure."""
+
+
+class _GLMFISTA(_StructuredStep, BatchedFISTA):
+    """:class:`BatchedFISTA` with the structured GLM closure."""
 
 
 class PoissonGLM(BaseEncoder):
@@ -220,19 +256,20 @@ class PoissonGLM(BaseEncoder):
         # the solver's scales are weighted like the likelihood (repeated samples
         # and integer weights give the same fit)
         self._scale_weight = sample_weight
-        # one neuron: torch's matrix-vector products are about twice as fast on
-        # a column-major design (worth a copy); a population's matrix-matrix
-        # products are not, so its design is kept in the caller's order
-        y_shape = np.shape(np.asarray(y)) if y is not None else ()
-        self._column_major = len(y_shape) == 1 or y_shape[1:] == (1,)
+        self._fit_offset = offset
+        # filled by _build_predictor, read by the optimizer, emptied after the
+        # fit (the fitted net never holds the training data)
+        self._objective_slot = _ObjectiveSlot()
         try:
             return super().fit(X, y, sample_weight=sample_weight, offset=offset)
         finally:
-            del self._scale_weight, self._column_major
+            self._objective_slot.function = None
+            del self._scale_weight, self._fit_offset, self._objective_slot
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        order = "F" if reset and getattr(self, "_column_major", False) else None
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order=order)
+        # no layout copy: the structured closure's products are as fast on the
+        # caller's row-major design (measured in CPU time, benchmarks/bench_glm.py)
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
 
     def _penalty_structure(self, n_features: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Validated ``penalty_weights`` (float) and ``groups`` (integer codes)."""
@@ -289,7 +326,7 @@ class PoissonGLM(BaseEncoder):
             response = weight @ np.abs(y) / total
         # never looser than scikit-learn's absolute test (responses above 1)
         self._response_scale = np.clip(response, _MIN_RESPONSE_SCALE, 1.0)
-        return LinearPredictor(
+        predictor = LinearPredictor(
             X.shape[1],
             y.shape[1],
             fit_intercept=self.fit_intercept,
@@ -299,6 +336,63 @@ class PoissonGLM(BaseEncoder):
                 None if self._penalty_weights is None else torch.as_tensor(self._penalty_weights)
             ),
         )
+        slot = getattr(self, "_objective_slot", None)
+        if slot is not None:
+            slot.function = self._structured_objective(predictor, X, y, dtype)
+        return predictor
+
+    def _structured_objective(self, predictor, X, y, dtype) -> LinearGLMObjective | None:
+        """The structured closure of this fit, or None where the generic one is needed.
+
+        It computes exactly the objective of the net's closure (the family's
+        training loss, weighted like :class:`~sklearn_cnnenc.training.NegativeLogLikelihood`,
+        plus the ridge term) for in-memory data on the CPU and families without a
+        trained dispersion.
+        """
+        family = get_family(self.family)
+        if (
+            not isinstance(X, np.ndarray)
+            or family.trains_dispersion
+            or resolve_device(self.device).type != "cpu"
+        ):
+            return None
+        link = family.check_link(
+            self._default_link(family) if self.link == "auto" else self.link,
+            predictor_nonnegative=self._predictor_nonnegative(),
+        )
+        X_t = torch.as_tensor(X, dtype=dtype)
+        Y = torch.as_tensor(y, dtype=dtype)
+        log_normalizer = family.log_normalizer(Y)
+
+        def loss(eta: torch.Tensor) -> torch.Tensor:
+            return family.training_loss(Y, eta, link, None, log_normalizer)
+
+        closed_form = None
+        if family.name == "poisson" and link.name == "exp":
+            constant = log_normalizer  # log y!, computed once
+
+            def closed_form(eta: torch.Tensor):
+                if not _within_exp_range(eta):
+                    return None  # the link's finite tail: the generic formula
+                mean = torch.exp(eta)
+                return mean - Y * eta + constant, mean - Y
+
+        elif family.name == "gaussian" and link.name == "identity":
+
+            def closed_form(eta: torch.Tensor):
+                residual = eta - Y
+                return 0.5 * residual**2, residual
+
+        weight = self._scale_weight
+        sample_weight = None
+        if weight is not None:
+            weight = np.asarray(weight, dtype=np.float64).reshape(-1)
+            if not np.all(weight == weight[0]):  # as BaseEncoder._to_tensors: mean 1
+                sample_weight = torch.as_tensor(weight / weight.mean(), dtype=dtype)
+        offset = self._validate_offset(self._fit_offset, y.shape, X.dtype)
+        if offset is not None:
+            offset = torch.as_tensor(offset, dtype=dtype)
+        return LinearGLMObjective(predictor, X_t, loss, sample_weight, offset, closed_form)
 
     def _solver_name(self) -> str:
         l1 = self.alpha * self.l1_ratio
@@ -331,7 +425,8 @@ class PoissonGLM(BaseEncoder):
             # a group norm is not separable over coordinates: no rescaling there
             group_options["scale"] = torch.as_tensor(self._feature_scale)
         return {
-            "optimizer": BatchedFISTA if solver == "fista" else BatchedLBFGS,
+            "optimizer": _GLMFISTA if solver == "fista" else _GLMLBFGS,
+            "optimizer__objective": getattr(self, "_objective_slot", None),
             "optimizer__max_iter": self.max_iter,
             "optimizer__tol": self.tol,
             "optimizer__tol_scale": torch.as_tensor(self._response_scale),
