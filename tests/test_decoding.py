@@ -486,7 +486,10 @@ def test_reconstruct_accepts_a_callable_prior_and_adam(linear_gaussian):
         return torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(dim=1)
 
     x_callable, log_callable = reconstruct(encoder, y, prior=standard_normal, tol=1e-10)
-    np.testing.assert_allclose(x_callable, x_ref, rtol=1e-8, atol=1e-10)
+    # The two priors round differently, so each L-BFGS run ends where its line
+    # search can no longer decrease the objective: a gradient of ~1e-8, i.e.
+    # |x - x*| <= |g| / lambda_min ~ 1e-8 / 1 (the prior's unit precision).
+    np.testing.assert_allclose(x_callable, x_ref, rtol=1e-8, atol=2e-8)
     np.testing.assert_allclose(log_callable, log_ref, rtol=1e-10)
     x_adam, _ = reconstruct(encoder, y, solver="adam", n_steps=3000, lr=0.01)
     np.testing.assert_allclose(x_adam, x_ref, atol=1e-3)
