@@ -7,10 +7,8 @@ they build (and how they train it); everything else is written once here:
   weights, offsets), seeding and device placement;
 * building the :class:`~sklearn_cnnenc.nn.EncodingModule` and fitting it
   with an :class:`~sklearn_cnnenc.training.EncoderNet`, from ``_n_restarts()``
-  random initialisations if the model is not convex (the data become tensors
-  on the device once, shared by all restarts, which hold out the same
-  validation samples; the restart with the best validation loss, or the
-  lowest final training loss without validation, is kept);
+  random initialisations if the model is not convex (see :meth:`BaseEncoder._select`,
+  the one place restarts are trained and chosen);
 * persistence: a model fitted on a GPU predicts on the CPU after unpickling
   on a machine without one;
 * ``predict`` (expected response per bin), ``score`` (mean held-out
@@ -90,7 +88,14 @@ class _RegisteredFamilies(StrOptions):
 
 @dataclass
 class _FitProblem:
-    """Everything the fitting phases share: validated data, family, link, seeds, tensors."""
+    """Everything the fitting phases share: validated data, family, link, seeds, tensors.
+
+    Made by ``_prepare_fit`` and passed explicitly to every later phase (no
+    phase reads state that another left on the estimator). ``n_restarts``
+    random starts are trained either as ``len(seeds) == n_restarts``
+    separate trainings or, when ``batched``, as ``n_restarts`` copies of
+    every neuron's problem in one training from ``seeds[0]``.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -102,11 +107,22 @@ class _FitProblem:
     dtype: torch.dtype
     warm: bool
     seeds: list
-    n_batched: int
+    n_restarts: int
+    batched: bool
     mean_response: np.ndarray
     start: tuple | None
     inputs: dict
     targets: torch.Tensor
+
+
+def _best_restart(losses) -> np.ndarray:
+    """Index of the best restart along axis 0 of ``losses`` (n_restarts, n_problems).
+
+    The one selection rule of every fit: the lowest loss wins, NaN counts as
+    +inf (a diverged restart never wins), ties go to the earliest restart.
+    """
+    losses = np.nan_to_num(np.asarray(losses, dtype=np.float64), nan=np.inf)
+    return np.argmin(losses, axis=0)
 
 
 def _selection_loss(history) -> float:
@@ -197,16 +213,16 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     ``_net_params`` (optimizer, epochs, batch size, callbacks); they may
     override ``_validate_X`` for inputs that are not flat feature matrices,
     ``_torch_dtype`` (default: follow the input precision), ``_n_restarts``
-    (trainings one after the other, default 1), ``_n_batched_restarts``
-    (copies of every neuron's problem solved together in one training,
-    default 1), ``_default_link`` (what ``link="auto"`` means; default the
+    (random starts, default 1), ``_batches_restarts`` (whether those starts
+    are trained as one batched problem, kept per neuron, rather than one
+    after the other; default False), ``_default_link`` (what ``link="auto"`` means; default the
     family's canonical link), ``_predictor_nonnegative`` (whether the linear
     predictor is positive by construction, which admits the identity link
     for counts; default False), ``_initialize_module`` (the starting point;
-    default each neuron's mean rate and marginal dispersion) and
-    ``_set_fitted_attributes`` to expose readable parameters. During
-    ``fit``, ``self._warm_fit`` tells the hooks whether this fit continues
-    from the previous one (``warm_start``).
+    default each neuron's mean rate and marginal dispersion; it receives the
+    fit's ``_FitProblem``) and ``_set_fitted_attributes`` to expose readable
+    parameters. Hooks get what they need as arguments: none reads an
+    attribute that another hook set during the fit.
 
     ``fit`` runs four phases: ``_prepare_fit`` (validation, seeds, tensors
     on the device once), ``_train_one_seed`` (per seed), ``_select`` (the
@@ -241,17 +257,19 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         raise NotImplementedError
 
     def _n_restarts(self) -> int:
-        """Number of trainings from different random initialisations (best one kept)."""
+        """Number of random starts of a fit (best kept, see :meth:`_select`; default 1)."""
         return 1
 
-    def _n_batched_restarts(self) -> int:
-        """Copies of every neuron's problem in the predictor, trained together.
+    def _batches_restarts(self) -> bool:
+        """Whether the restarts are trained together as one batched problem (default no).
 
-        The predictor then has ``R * n_neurons`` columns (copy ``r`` of neuron
-        ``j`` in column ``r * n_neurons + j``, see ``EncodingModule``), and
-        the subclass reduces the module to one copy per neuron after training.
+        Then ``_build_predictor`` receives ``n_copies=R`` and must give
+        ``R * n_neurons`` columns (copy ``r`` of neuron ``j`` in column
+        ``r * n_neurons + j``, see ``EncodingModule``), with a ``keep``
+        method, and a penalty separable over the columns: the restarts are
+        then chosen per neuron.
         """
-        return 1
+        return False
 
     def _default_link(self, family) -> str:
         """The link that ``link="auto"`` stands for (the family's canonical one)."""
@@ -290,7 +308,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """
         problem = self._prepare_fit(X, y, sample_weight, offset)
         nets = (self._train_one_seed(problem, seed) for seed in problem.seeds)
-        self._finalise_fit(problem, self._select(nets))
+        net, restart_losses = self._select(problem, nets)
+        self._finalise_fit(problem, net, restart_losses)
         return self
 
     def _prepare_fit(self, X, y, sample_weight, offset) -> _FitProblem:
@@ -322,11 +341,13 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
             self._check_warm_start_shapes(X, y_2d)
-        self._warm_fit = warm
 
         rng = check_random_state(self.random_state)
+        # a warm start continues one fit: no restarts
         n_restarts = 1 if warm else self._n_restarts()
-        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_restarts)]
+        batched = not warm and self._batches_restarts()
+        n_trainings = 1 if batched else n_restarts
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_trainings)]
         dtype = self._torch_dtype(X)
         mean_response = np.average(y_2d, axis=0, weights=sample_weight)
         start = None
@@ -340,7 +361,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         return _FitProblem(
             X=X, y=y, y_2d=y_2d, sample_weight=sample_weight, family=family, link=link,
             device=device, dtype=dtype, warm=warm, seeds=seeds,
-            n_batched=1 if warm else self._n_batched_restarts(),
+            n_restarts=n_restarts, batched=batched,
             mean_response=mean_response, start=start, inputs=inputs, targets=targets,
         )
 
@@ -354,21 +375,20 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         y_2d = problem.y_2d
         with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            predictor = self._build_predictor(problem.X, y_2d, problem.dtype)
+            # a batching estimator builds the copies of every neuron's problem
+            copies = {"n_copies": problem.n_restarts} if problem.batched else {}
+            predictor = self._build_predictor(problem.X, y_2d, problem.dtype, **copies)
             module = EncodingModule(
                 predictor,
                 problem.link,
                 y_2d.shape[1],
                 problem.family.trains_dispersion,
-                problem.n_batched,
+                problem.n_restarts if problem.batched else 1,
             )
             if problem.warm:
                 self._load_warm_start(module)
             else:
-                self._initialize_module(
-                    module, problem.family, problem.link, y_2d, problem.sample_weight,
-                    problem.start,
-                )
+                self._initialize_module(module, problem)
             params = self._net_params(problem.X.shape[0])
             if isinstance(problem.X, LazyArray):
                 # stimuli on disk: read mini-batches ahead in a thread
@@ -400,17 +420,66 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         )
         return net
 
-    @staticmethod
-    def _select(nets) -> EncoderNet:
-        """Phase 3: the trained net with the best validation (else final training) loss."""
-        best, best_loss = None, np.inf
-        for net in nets:
-            loss = _selection_loss(net.history)
-            if best is None or loss < best_loss:
-                best, best_loss = net, loss
-        return best
+    def _select(self, problem: _FitProblem, nets) -> tuple[EncoderNet, np.ndarray]:
+        """Phase 3, the one restart mechanism: keep the best of ``n_restarts`` starts.
 
-    def _finalise_fit(self, problem: _FitProblem, net: EncoderNet) -> None:
+        Sequential restarts (one trained net per seed) are ranked by their
+        best validation loss, else their final training loss, and the best
+        net is kept whole. Batched restarts (``_batches_restarts``: one net
+        whose module holds ``n_restarts`` copies of every neuron's problem)
+        are ranked per neuron by their final training objective (mean NLL
+        plus penalty), and the module and the solver's per-problem state are
+        reduced to each neuron's best copy. Both use :func:`_best_restart`.
+
+        Returns
+        -------
+        net : EncoderNet
+        restart_losses : ndarray of shape (n_restarts,) or (n_restarts, n_neurons)
+            The loss of every restart (per neuron when batched).
+        """
+        if problem.batched:
+            (net,) = nets
+            losses = self._batched_restart_objectives(net, problem)
+            if problem.n_restarts > 1:
+                n_neurons = problem.y_2d.shape[1]
+                keep = _best_restart(losses) * n_neurons + np.arange(n_neurons)
+                self._keep_problems(net, torch.as_tensor(keep, device=problem.device))
+            return net, losses
+        best, losses = None, []
+        for net in nets:
+            losses.append(_selection_loss(net.history))
+            if _best_restart(np.array(losses)[:, None])[0] == len(losses) - 1:
+                best = net
+        return best, np.array(losses)
+
+    @staticmethod
+    @torch.no_grad()
+    def _batched_restart_objectives(net: EncoderNet, problem: _FitProblem) -> np.ndarray:
+        """Final training objective of every batched copy, shape (n_restarts, n_neurons)."""
+        inputs, targets = problem.inputs, problem.targets
+        objective = net.get_loss_per_output(net.infer(inputs), targets, X=inputs, training=True)
+        objective = objective.view(-1, targets.shape[1]).cpu().double().numpy()
+        return np.nan_to_num(objective, nan=np.inf)
+
+    @staticmethod
+    @torch.no_grad()
+    def _keep_problems(net: EncoderNet, keep: torch.Tensor) -> None:
+        """Reduce the module and the solver's per-problem state to the problems ``keep``."""
+        net.module_.keep(keep)
+        state = net.optimizer_.state
+        kept_state = {
+            key: state[key][keep.to(state[key].device)]
+            for key in ("n_iter", "converged", "failed")
+            if key in state
+        }
+        # a fresh optimizer over the kept parameters, with their own iteration
+        # counts and convergence flags (read by the estimator's n_iter_)
+        net.initialize_optimizer()
+        net.optimizer_.state.update(kept_state)
+
+    def _finalise_fit(
+        self, problem: _FitProblem, net: EncoderNet, restart_losses: np.ndarray
+    ) -> None:
         """Phase 4: the fitted attributes, the dispersion estimate and the subclass's own."""
         training_eta = None
         if problem.family.has_dispersion and not problem.family.trains_dispersion:
@@ -555,15 +624,13 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             raw = family.raw_from_dispersion(dispersion)
         return link.link(mean), raw
 
-    def _initialize_module(self, module, family, link, y_2d, sample_weight, start=None) -> None:
+    def _initialize_module(self, module, problem: _FitProblem) -> None:
         """Start each neuron at its mean rate (and its marginal dispersion).
 
-        ``start`` is what :meth:`_starting_values` returns, computed once per
-        fit for all restarts (computed here if None).
+        Uses ``problem.start``, what :meth:`_starting_values` returns,
+        computed once per fit for all restarts.
         """
-        if start is None:
-            start = self._starting_values(family, link, y_2d, sample_weight)
-        eta, raw = start
+        eta, raw = problem.start
         dtype = next(module.parameters()).dtype
         # every batched copy of a neuron starts where the neuron does
         copies = module.n_restarts

@@ -164,8 +164,13 @@ class PoissonGLM(BaseEncoder):
     n_outputs_ : int
     family_ : Family
     link_ : Link
+    module_ : EncodingModule
+        The fitted torch module (see :attr:`BaseEncoder.module_`); it takes
+        ``as_tensor(X)``, of shape ``(n_samples, *sample_shape_)``.
+    sample_shape_ : tuple of int
+        Shape of one sample as ``module_`` takes it, here ``(n_features,)``.
     net_ : EncoderNet
-        The fitted skorch net (``net_.module_`` is the torch module).
+        The fitted skorch net that trained ``module_``.
     history_ : skorch.History
 
     See Also

@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
-from skorch.callbacks import Callback
 
-from ._base import BaseEncoder
+from ._base import BaseEncoder, _FitProblem
 from ._solvers import BatchedLBFGS
 from .families import get_family
 from .nn import FilterBankPredictor
@@ -63,8 +62,14 @@ class LNModel(BaseEncoder):
     with the lowest training objective. All restarts of all neurons are
     solved together as one batch of ``n_neurons * n_init`` independent
     problems by the batched L-BFGS solver (no Python loop over restarts or
-    neurons). Random filters have unit expected norm, so standardise the
-    inputs (e.g. ``StandardScaler`` in a Pipeline).
+    neurons; the base's batched restarts, ``BaseEncoder._select``). The
+    first start of every neuron (unless the nonlinearity squares) points its
+    first filter along the neuron's spike-triggered average, with a positive
+    output weight: an LN neuron's STA is parallel to its filter (Bussgang),
+    so that start lies away from the mirrored local optimum (negative
+    weight, flipped filter) half of all random starts fall into. Random
+    filters have unit expected norm, so standardise the inputs (e.g.
+    ``StandardScaler`` in a Pipeline).
 
     Parameters
     ----------
@@ -154,7 +159,13 @@ class LNModel(BaseEncoder):
     n_outputs_ : int
     family_ : Family
     link_ : Link
+    module_ : EncodingModule
+        The fitted torch module; it takes ``as_tensor(X)``, of shape
+        ``(n_samples, *sample_shape_)``.
+    sample_shape_ : tuple of int
+        Shape of one sample as ``module_`` takes it, here ``(n_features,)``.
     net_ : EncoderNet
+        The fitted skorch net that trained ``module_``.
     history_ : skorch.History
 
     See Also
@@ -284,15 +295,18 @@ class LNModel(BaseEncoder):
     def _is_convex(self) -> bool:
         return self.nonlinearity == "identity" and self.filter_rank is None
 
-    def _n_batched_restarts(self) -> int:
-        return 1 if self._is_convex() or self._warm_fit else self.n_init
+    def _n_restarts(self) -> int:
+        return 1 if self._is_convex() else self.n_init
 
-    def _build_predictor(self, X, y, dtype):
-        self._filter_shape = self._resolve_input_shape(X.shape[1])
+    def _batches_restarts(self) -> bool:
+        # a convex fit starts at zero, once, as PoissonGLM does
+        return not self._is_convex()
+
+    def _build_predictor(self, X, y, dtype, n_copies: int = 1):
         convex = self._is_convex()
         return FilterBankPredictor(
-            self._filter_shape,
-            y.shape[1] * self._n_batched_restarts(),
+            self._resolve_input_shape(X.shape[1]),
+            y.shape[1] * n_copies,
             n_filters=self.n_filters,
             nonlinearity=self.nonlinearity,
             filter_rank=self.filter_rank,
@@ -314,13 +328,34 @@ class LNModel(BaseEncoder):
             "batch_size": -1,
             "train_split": None,
         }
-        if self._is_convex() or self._warm_fit:
-            return params
+        return params
+
+    @torch.no_grad()
+    def _initialize_module(self, module, problem: _FitProblem) -> None:
+        super()._initialize_module(module, problem)
         # the spike-triggered average says nothing about a squaring unit (an
         # energy model's STA is zero); random starts only there
-        from_sta = self.nonlinearity != "square"
-        params["callbacks"] = [("restarts", _Restarts(from_sta))]
-        return params
+        if self._is_convex() or self.nonlinearity == "square":
+            return
+        inputs, targets = problem.inputs, problem.targets
+        weight = inputs.get("sample_weight")
+        if weight is None:
+            centred = targets - targets.mean(dim=0)
+        else:
+            mean = (weight @ targets) / weight.sum()
+            centred = (targets - mean) * weight[:, None]
+        # X is column-major, so X.T @ (...) reads it once without a copy;
+        # the first copy of every neuron starts along its STA
+        sta = (inputs["X"].T @ centred).T
+        module.predictor.initialize_filters(sta.to(next(module.parameters()).device))
+
+    def _finalise_fit(self, problem: _FitProblem, net, restart_losses) -> None:
+        super()._finalise_fit(problem, net, restart_losses)
+        self.n_restarts_ = problem.n_restarts
+        if problem.batched:
+            self.restart_objectives_ = restart_losses.T
+        elif hasattr(self, "restart_objectives_"):
+            del self.restart_objectives_
 
     def _set_fitted_attributes(self) -> None:
         predictor = self.module_.predictor
@@ -329,9 +364,8 @@ class LNModel(BaseEncoder):
         def numpy(tensor: torch.Tensor) -> np.ndarray:
             return tensor.detach().cpu().double().numpy().copy()
 
-        shape = self._filter_shape
+        shape = self._resolve_input_shape(self.n_features_in_)
         self.input_shape_ = shape
-        self.n_restarts_ = self._n_batched_restarts()
         self.filters_ = numpy(predictor.full_filters()).reshape(n_neurons, k, *shape)
         self.weights_ = numpy(predictor.weights)
         self.filter_bias_ = (
@@ -344,11 +378,6 @@ class LNModel(BaseEncoder):
             self.linear_filter_ = self.filters_.sum(axis=1)
         elif hasattr(self, "linear_filter_"):
             del self.linear_filter_
-        restarts = dict(self.net_.callbacks_).get("restarts")
-        if restarts is not None:
-            self.restart_objectives_ = restarts.objectives_
-        elif hasattr(self, "restart_objectives_"):
-            del self.restart_objectives_
         if self.filter_rank is not None:
             self.temporal_filters_ = numpy(predictor.temporal)
             self.spatial_filters_ = numpy(predictor.spatial).reshape(
@@ -359,60 +388,3 @@ class LNModel(BaseEncoder):
                 if hasattr(self, name):
                     delattr(self, name)
 
-
-class _Restarts(Callback):
-    """Data-driven first start, and per neuron the restart with the best objective.
-
-    Before training: the first restart of every neuron starts its first
-    filter along the neuron's (weighted) spike-triggered average, with a
-    positive output weight: an LN neuron's STA is parallel to its filter
-    (Bussgang), so this start lies in the right basin, away from the
-    mirrored local optimum (negative weight, flipped filter) that half of all
-    random starts fall into.
-
-    After training: the predictor, the dispersion and the solver's
-    per-problem state are reduced to the restart of each neuron with the
-    lowest training objective (restart ``r`` of neuron ``j`` is problem
-    ``r * n_neurons + j``).
-    """
-
-    def __init__(self, from_sta: bool) -> None:
-        self.from_sta = from_sta
-
-    @torch.no_grad()
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        module = net.module_
-        if self.from_sta:
-            inputs, targets = X.X, X.y
-            weight = inputs.get("sample_weight")
-            if weight is None:
-                centred = targets - targets.mean(dim=0)
-            else:
-                mean = (weight @ targets) / weight.sum()
-                centred = (targets - mean) * weight[:, None]
-            # X is column-major, so X.T @ (...) reads it once without a copy
-            module.predictor.initialize_filters((inputs["X"].T @ centred).T)
-
-    @torch.no_grad()
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        module = net.module_
-        inputs, targets = X.X, X.y
-        n_neurons = targets.shape[1]
-        objective = net.get_loss_per_output(net.infer(inputs), targets, X=inputs, training=True)
-        objective = torch.nan_to_num(objective, nan=torch.inf).view(-1, n_neurons)
-        self.objectives_ = objective.T.cpu().double().numpy()
-        if len(objective) == 1:
-            return
-        neurons = torch.arange(n_neurons, device=objective.device)
-        keep = objective.argmin(dim=0) * n_neurons + neurons
-        module.keep(keep)
-        state = net.optimizer_.state
-        kept_state = {
-            key: state[key][keep.to(state[key].device)]
-            for key in ("n_iter", "converged", "failed")
-            if key in state
-        }
-        # a fresh optimizer over the kept parameters, with their own iteration
-        # counts and convergence flags (read by the estimator's n_iter_)
-        net.initialize_optimizer()
-        net.optimizer_.state.update(kept_state)

@@ -11,7 +11,7 @@ from sklearn.linear_model import PoissonRegressor
 from skorch.exceptions import DeviceWarning
 
 from sklearn_cnnenc import CNNEncoder, LNModel, PoissonGLM
-from sklearn_cnnenc._base import resolve_device
+from sklearn_cnnenc._base import _best_restart, resolve_device
 from sklearn_cnnenc.datasets import make_glm_data, make_v1_population
 from sklearn_cnnenc.families import get_family
 from sklearn_cnnenc.links import get_link
@@ -29,6 +29,16 @@ def glm_data():
 def images():
     data = make_v1_population(200, n_simple=1, n_complex=1, image_size=12, random_state=1)
     return data.X, data.y
+
+
+# ------------------------------------------------------------------ restarts
+def test_one_selection_rule_for_every_restart_lowest_loss_nan_never_wins():
+    losses = np.array([[np.nan, 2.0, 1.0], [3.0, 2.0, np.nan], [1.0, np.inf, np.nan]])
+    # per column (a neuron, or the one column of sequential restarts): the
+    # lowest loss; NaN (a diverged restart) never beats a finite one; ties
+    # and all-failed columns go to the earliest restart
+    np.testing.assert_array_equal(_best_restart(losses), [2, 0, 0])
+    np.testing.assert_array_equal(_best_restart([[np.nan], [5.0]]), [1])
 
 
 # ------------------------------------------------------------ sample weights

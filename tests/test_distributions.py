@@ -357,7 +357,8 @@ def test_response_distribution_of_a_custom_family(registered):
 def test_no_module_outside_distributions_branches_on_a_family():
     root = Path(sklearn_cnnenc.__file__).parent
     pattern = re.compile(
-        r"family\w*\.name\s*(==|!=|in\b)|name\s*(==|in)\s*\(?\s*[\"'](poisson|gaussian|"
+        r"family\w*(\.name)?\s*(==|!=|in\b)\s*\(?\s*[\"']|"
+        r"name\s*(==|in)\s*\(?\s*[\"'](poisson|gaussian|"
         r"bernoulli|negative_binomial|gamma)[\"']|(\)|_kind)\s+is\s+(Poisson|Gaussian|Bernoulli|"
         r"NegativeBinomial|Gamma)\b|isinstance\([^)]*(Poisson|Gaussian|Bernoulli|"
         r"NegativeBinomial|Gamma)\)"
