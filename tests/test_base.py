@@ -79,7 +79,9 @@ def test_equal_weights_are_no_weights(glm_data):
     X, y = glm_data.X, glm_data.y
     plain = PoissonGLM(alpha=1e-2).fit(X, y)
     equal = PoissonGLM(alpha=1e-2).fit(X, y, sample_weight=np.full(len(y), 3.0))
-    np.testing.assert_array_equal(equal.coef_, plain.coef_)
+    # the objective is the weighted mean, so only round-off of 3 / (3 n) versus
+    # 1 / n separates the two fits: a few ulps, far below any solver tolerance
+    np.testing.assert_allclose(equal.coef_, plain.coef_, rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------- warm starts
