@@ -58,7 +58,7 @@ def data():
 def small_chunks(monkeypatch):
     # validation reads chunks of ~100 rows here (32 MB in real use)
     monkeypatch.setattr("sklearn_cnnenc.data._lazy._CHUNK_BYTES", 100 * 12 * 12 * 8)
-    # a shuffled pass reads windows of ~280 rows (32 MB in real use): the
+    # a shuffled pass reads windows of ~280 rows (8 MB in real use): the
     # training part of a 300-sample fit (270) is one window (the in-memory order)
     monkeypatch.setattr("sklearn_cnnenc.data._streaming._WINDOW_BYTES", 280 * 12 * 12 * 4)
     monkeypatch.setattr("sklearn_cnnenc.data._streaming._BLOCK_BYTES", 16 * 12 * 12 * 4)
@@ -85,7 +85,7 @@ def _stores(X, tmp_path):
 
 
 def test_fits_from_memmap_hdf5_and_zarr_equal_the_in_memory_fit(data, tmp_path, monkeypatch):
-    # a training set that fits one shuffle window (32 MB) is read in the
+    # a training set that fits one shuffle window is read in the
     # in-memory order: the same random permutation for the same seed
     monkeypatch.setattr("sklearn_cnnenc.data._streaming._WINDOW_BYTES", 32 * 2**20)
     X, y = data[0][:300], data[1][:300]
@@ -426,3 +426,54 @@ def test_grid_search_on_dask_reads_the_same_zarr_store_from_every_worker(data, t
     # each fold's training part (270 rows) is one shuffle window: the in-memory order
     np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"], rtol=1e-4)
+
+
+_MEMORY_CHILD = """
+import resource, sys
+import numpy as np, h5py, torch
+torch.set_num_threads(1)
+import sklearn_cnnenc.data._lazy as lazy, sklearn_cnnenc.data._streaming as streaming
+from sklearn_cnnenc import CNNEncoder
+
+# reads of 4 MB (validation) and shuffle windows of 2 MB, for a 50 MB store
+lazy._CHUNK_BYTES, streaming._WINDOW_BYTES = 4 * 2**20, 2 * 2**20
+params = dict(n_layers=1, channels=2, kernel_size=5, max_epochs=1, batch_size=64,
+              device="cpu", random_state=0)
+with h5py.File(sys.argv[1], "r") as f:
+    X, y = f["X"], f["y"][:]
+    # the same fit on 300 in-memory samples, and a prediction in one batch of
+    # 256 (the evaluation batch size), load torch's kernels and buffers first
+    CNNEncoder(**params).fit(X[:300], y[:300]).predict(X[:256])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    CNNEncoder(**params).fit(X, y)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+
+
+@pytest.mark.slow
+def test_training_from_a_store_raises_peak_memory_far_less_than_the_store_size(tmp_path):
+    # a 50 MB HDF5 store (3200 images of 64 x 64, chunks of 1 MB), trained on
+    # in a fresh process: the peak resident memory grows by reads, windows,
+    # batches and torch's buffers (about 28 MB here, the same with 1 or 4 MB
+    # windows), not by the store
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as f:
+        X = f.create_dataset("X", shape=(3200, 64, 64), dtype=np.float32,
+                             chunks=(64, 64, 64))
+        for start in range(0, 3200, 640):
+            X[start:start + 640] = rng.standard_normal((640, 64, 64), dtype=np.float32)
+        f["y"] = rng.poisson(1.0, (3200, 2)).astype(float)
+    store_mb = 3200 * 64 * 64 * 4 / 2**20
+    # one malloc arena: glibc's per-thread arenas (the prefetch thread's) keep
+    # freed batch buffers resident for a while, which would blur the measure
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "1"}
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], capture_output=True,
+                         text=True, check=True, env=env)
+    increase_mb = float(out.stdout.strip().splitlines()[-1])
+    assert increase_mb < 0.75 * store_mb, (increase_mb, store_mb)

@@ -15,7 +15,7 @@ from ._lazy import LazyArray
 __all__ = ["StreamingDataset", "StreamingBatchIterator", "chunk_shuffled_order", "make_dataset"]
 
 # a shuffled pass reads windows of about this many bytes (as float32 rows)
-_WINDOW_BYTES = 32 * 2**20
+_WINDOW_BYTES = 8 * 2**20
 # rows of a contiguous store (memmap, unchunked HDF5) are visited in blocks of this size
 _BLOCK_BYTES = 2**20
 
@@ -196,7 +196,7 @@ class StreamingBatchIterator(TensorBatchIterator):
     prefetch : int, default=2
         Batches read ahead (0 reads in the calling thread).
     shuffle_window : int, optional
-        Samples per window of a shuffled pass (default: about 32 MB of
+        Samples per window of a shuffled pass (default: about 8 MB of
         float32 rows, and at least one batch and one chunk).
 
     Examples
