@@ -438,7 +438,8 @@ def _fit(args) -> int:
     classes = {"glm": PoissonGLM, "ln": LNModel, "cnn": CNNEncoder}
     if args.model not in classes:
         raise ValueError(f"Unknown model {args.model!r}; choose among {list(classes)}.")
-    data = _design(args)
+    # a CNN streams an .h5 stimulus set (never loaded); GLM and LN models read it in
+    data = _design(args, lazy=args.model == "cnn")
     params = _parse_params(args.param)
     X = data.X
     if args.model == "cnn":
@@ -460,7 +461,7 @@ def _predict(args) -> int:
     from .io import load_model
 
     model = load_model(args.model)
-    data = _design(args, require_y=False)
+    data = _design(args, require_y=False, lazy=isinstance(model, CNNEncoder))
     X = data.X_cnn if isinstance(model, CNNEncoder) else data.X
     prediction = model.predict(X)
     np.savez(args.out, y_pred=prediction)

@@ -389,6 +389,10 @@ class TensorBatchIterator:
         for X, y in self._batches():
             yield {**X, "sample_weight": X["sample_weight"] * self._weight_scale}, y
 
+    def _permutation(self, n_samples: int) -> torch.Tensor:
+        """The order of one shuffled pass (positions in the dataset), drawn on the CPU."""
+        return torch.randperm(n_samples, generator=self.generator)
+
     def _batches(self) -> Iterator:
         n_samples = len(self.dataset)
         bounds = self._bounds()
@@ -396,8 +400,7 @@ class TensorBatchIterator:
             # the permutation is drawn on the CPU (so a CPU generator works for
             # any device) and moved once per pass; a single (full) batch is not
             # shuffled: the loss is a mean, and the gather would copy the data
-            order = torch.randperm(n_samples, generator=self.generator)
-            order = order.to(self.dataset.device)
+            order = self._permutation(n_samples).to(self.dataset.device)
             if self.dataset.indices is not None:
                 # compose with the subset's indices once per pass, not per batch
                 order = self.dataset.indices[order]

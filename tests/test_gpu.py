@@ -61,3 +61,55 @@ def test_a_model_saved_on_a_missing_gpu_number_loads_on_the_current_gpu(data):
         restored = pickle.loads(pickle.dumps(model))
     assert restored.device_ == torch.device("cuda", torch.cuda.current_device())
     np.testing.assert_allclose(restored.predict(data.X), expected, rtol=1e-12)
+
+
+def test_streaming_on_cuda_pins_memory_copies_asynchronously_and_equals_in_memory(
+    tmp_path, monkeypatch
+):
+    # a store's mini-batches reach the GPU through page-locked memory with
+    # non-blocking copies, and the fit equals the in-memory fit on cuda (the
+    # training part fits one shuffle window: the in-memory order)
+    h5py = pytest.importorskip("h5py")
+    from sklearn_cnnenc import CNNEncoder
+    from sklearn_cnnenc.datasets import make_v1_population
+
+    d = make_v1_population(n_samples=600, n_simple=2, n_complex=1, image_size=12,
+                           random_state=0)
+    X = d.X.astype(np.float32)
+    with h5py.File(tmp_path / "X.h5", "w") as f:
+        f.create_dataset("X", data=X, chunks=(16, 12, 12))
+    params = dict(channels=3, kernel_size=(5, 3), max_epochs=2, batch_size=64,
+                  device="cuda", random_state=0)
+    reference = CNNEncoder(**params).fit(X, d.y)
+    copies = []
+    original_to = torch.Tensor.to
+
+    def spy_to(self, *args, **kwargs):
+        target = args[0] if args else kwargs.get("device")
+        if self.device.type == "cpu" and str(target).startswith("cuda"):
+            copies.append((self.is_pinned(), bool(kwargs.get("non_blocking"))))
+        return original_to(self, *args, **kwargs)
+
+    with h5py.File(tmp_path / "X.h5", "r") as f:
+        monkeypatch.setattr(torch.Tensor, "to", spy_to)
+        streamed = CNNEncoder(**params).fit(f["X"], d.y)
+        monkeypatch.undo()
+        assert streamed.device_.type == "cuda"
+        # every batch of X: a pinned tensor copied without blocking
+        assert sum(pinned and asynchronous for pinned, asynchronous in copies) >= 2 * 9
+        np.testing.assert_allclose(streamed.predict(f["X"]), reference.predict(X),
+                                   rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(streamed.history_[:, "valid_loss"],
+                               reference.history_[:, "valid_loss"], rtol=1e-4)
+
+
+def test_video_core_on_cuda_matches_the_cpu_fit():
+    from sklearn_cnnenc import CNNEncoder
+    from sklearn_cnnenc.datasets import make_direction_selective_cells
+
+    d = make_direction_selective_cells(n_samples=200, n_cells=2, image_size=8, random_state=0)
+    params = dict(n_layers=1, channels=2, kernel_size=3, temporal_kernel_size=3,
+                  input_type="video", max_epochs=2, random_state=0)
+    cpu = CNNEncoder(**params, device="cpu").fit(d.X, d.y)
+    gpu = CNNEncoder(**params, device="cuda").fit(d.X, d.y)
+    np.testing.assert_allclose(gpu.predict(d.X), cpu.predict(d.X), rtol=1e-3, atol=1e-5)

@@ -11,13 +11,19 @@ non-blocking copies on a GPU) while the model trains.
 """
 
 from ._lazy import LazyArray, check_finite_by_chunks, is_lazy, open_array
-from ._streaming import StreamingBatchIterator, StreamingDataset, make_dataset
+from ._streaming import (
+    StreamingBatchIterator,
+    StreamingDataset,
+    chunk_shuffled_order,
+    make_dataset,
+)
 
 __all__ = [
     "LazyArray",
     "StreamingBatchIterator",
     "StreamingDataset",
     "check_finite_by_chunks",
+    "chunk_shuffled_order",
     "is_lazy",
     "make_dataset",
     "open_array",

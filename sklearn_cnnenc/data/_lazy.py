@@ -181,6 +181,31 @@ class LazyArray:
         return self._source.dataset if isinstance(self._source, _H5Reopen) else self._source
 
     @property
+    def chunk_length(self) -> int | None:
+        """Rows per storage chunk of a chunked HDF5 dataset or zarr array, else None.
+
+        A chunk is the unit a store reads (and decompresses): the streaming
+        order (:class:`~sklearn_cnnenc.data.StreamingBatchIterator`) visits
+        chunks, not single rows, so that each is read once per epoch.
+        """
+        chunks = getattr(self._stored, "chunks", None)
+        if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], Integral):
+            return int(chunks[0])
+        return None
+
+    def stored_positions(self, index=None) -> np.ndarray:
+        """Positions in the store of this view's rows ``index`` (all if None).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cnnenc.data import LazyArray
+        >>> LazyArray(np.zeros((10, 2)))[5:].stored_positions([0, 2]).tolist()
+        [5, 7]
+        """
+        return self._positions(index)
+
+    @property
     def ndim(self) -> int:
         return len(self.shape)
 
@@ -273,8 +298,24 @@ class LazyArray:
         if _is_zarr_array(self._stored):
             # zarr groups the positions by chunk itself, in one call
             return np.asarray(self._stored.oindex[positions])
-        if span <= 2 * len(positions):
-            # dense enough: one read of the span is cheaper than many small ones
+        chunk = self.chunk_length
+        if chunk is not None:
+            # a chunked store reads (and decompresses) whole chunks: read each
+            # group of consecutive chunks holding wanted rows in one call,
+            # never a chunk holding none
+            ids = positions // chunk
+            breaks = np.flatnonzero(np.diff(ids) > 1) + 1
+            starts = np.concatenate([[0], breaks])
+            stops = np.concatenate([breaks, [len(positions)]])
+            out = np.empty((len(positions), *self._stored.shape[1:]), dtype=self._stored.dtype)
+            for a, b in zip(starts, stops, strict=True):
+                first = int(positions[a])
+                block = self._read_run(first, int(positions[b - 1]) + 1)
+                out[a:b] = block[positions[a:b] - first]
+            return out
+        if span <= 2 * len(positions) and span <= self.chunk_rows():
+            # dense enough (and not too long): one read of the span is cheaper
+            # than many small ones
             block = self._read_run(int(positions[0]), int(positions[-1]) + 1)
             return block[positions - positions[0]]
         out = np.empty((len(positions), *self._stored.shape[1:]), dtype=self._stored.dtype)
