@@ -23,7 +23,9 @@ def npz_file(tmp_path_factory):
 
 def test_compare_writes_tables_and_figure(npz_file, tmp_path, capsys):
     out = tmp_path / "results"
+    # one LN candidate (not the default two): the tables and figure are under test here
     assert main(["compare", "--data", str(npz_file), "--models", "glm,ln", "--cv", "3",
+                 "--grid", "ln:nonlinearity=softplus",
                  "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "glm" in printed and "ln" in printed and "bits/spike" in printed
