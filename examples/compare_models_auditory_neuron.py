@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from sklearn_cnnenc import CNNEncoder, LNModel, PoissonGLM  # noqa: E402
 from sklearn_cnnenc.datasets import load_grasshopper_auditory  # noqa: E402
 from sklearn_cnnenc.model_selection import BlockedKFold, compare_models  # noqa: E402
-from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows  # noqa: E402
+from sklearn_cnnenc.preprocessing import TimeLagger  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CNNENC_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -42,9 +42,9 @@ def main(quick=False):
         return None
     data = load_grasshopper_auditory(folder, bin_ms=1.0, which=1)
     envelope = (data.stimulus - data.stimulus.mean()) / data.stimulus.std()
-    # TimeLagger: lag 0 (the current bin) first; lags_to_windows: each row a window in
-    # time order, current bin last, which is the layout the causal CNN reads
-    X = lags_to_windows(TimeLagger(n_lags=N_LAGS).fit_transform(envelope[:, None]), N_LAGS)
+    # one lagged design (lag 0, the current bin, first) for every model: the causal
+    # CNN reads it with input_type="lagged"
+    X = TimeLagger(n_lags=N_LAGS).fit_transform(envelope[:, None])
     X, y = np.ascontiguousarray(X[N_LAGS:]), data.counts[N_LAGS:]
     if quick:
         X, y = X[:3000], y[:3000]
@@ -55,7 +55,7 @@ def main(quick=False):
                       random_state=0),
         "causal cnn": CNNEncoder(
             n_layers=3, channels=8, kernel_size=(5, 3), dilation="exponential",
-            padding="valid", input_shape=(1, N_LAGS), input_type="time_series",
+            padding="valid", input_shape=(N_LAGS, 1), input_type="lagged",
             max_epochs=5 if quick else 60, device="cpu", random_state=0),
     }
     results = compare_models(models, X, y, cv=BlockedKFold(3 if quick else 5, gap=N_LAGS),

@@ -380,6 +380,12 @@ class BatchedLBFGS(_BatchedOptimizer):
     ``"n_iter_total"`` and ``"n_evals"`` (see the module docstring). Calling
     ``step`` again continues from the current parameters with a fresh history.
 
+    The Armijo test accepts a trial point whose objective rises by at most
+    ``1024 * eps * |f|`` above the sufficient-decrease line: such a change is
+    round-off (another BLAS kernel, batch size or thread count moves the last
+    bits of ``f``), so the accepted steps, the iterates and the iteration
+    counts do not depend on it nor on the other problems of the batch.
+
     A curvature pair is skipped for a problem when
     ``s.y <= max(1e-10, eps) * ||y||^2``. A problem whose search direction is
     not a descent direction has its history reset and takes a steepest descent
@@ -474,6 +480,9 @@ class BatchedLBFGS(_BatchedOptimizer):
         eps = torch.finfo(layout.dtype).eps
         ftol = 64 * eps if opt["ftol"] is None else opt["ftol"]
         curvature_eps = max(1e-10, eps)
+        # objectives that differ by less than this are equal up to round-off (another
+        # BLAS kernel, batch size or thread count moves their last bits), as in FISTA
+        noise_tol = 1024 * eps
         if layout.has_groups:
             raise ValueError(
                 "BatchedLBFGS (OWL-QN) cannot minimise a group-lasso penalty; use BatchedFISTA."
@@ -548,7 +557,12 @@ class BatchedLBFGS(_BatchedOptimizer):
                     decrease = torch.linalg.vecdot(pg, x_eval - x)
                 else:
                     decrease = step_size * gd
-                ok = pending & torch.isfinite(f_eval) & (f_eval <= f + _ARMIJO_C1 * decrease)
+                # Armijo, where a change at rounding level counts as no change: near the
+                # optimum both sides are noise, and an exact test would accept or reject
+                # a step by the last bits of the objective
+                ok = pending & torch.isfinite(f_eval) & (
+                    f_eval <= f + _ARMIJO_C1 * decrease + noise_tol * f.abs()
+                )
                 x_new = torch.where(ok[:, None], x_eval, x_new)
                 f_new = torch.where(ok, f_eval, f_new)
                 g_new = torch.where(ok[:, None], g_eval, g_new)

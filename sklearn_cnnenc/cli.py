@@ -303,12 +303,13 @@ def _design(args, require_y: bool = True, lazy: bool = False):
 
     Returns the flat design ``X`` (lagged with ``--n-lags``), ``y`` (None for
     predict without responses), ``groups``, and the CNN's input shape, input
-    type and flat input (``X_cnn``: with lags, each row a window oldest first).
+    type and flat input (``X_cnn``; with lags the same lagged design as ``X``, which
+    the CNN reads with ``input_type="lagged"``: one design for every model).
     """
     from sklearn.utils import Bunch
 
     from .data import LazyArray
-    from .preprocessing import TimeLagger, lags_to_windows
+    from .preprocessing import TimeLagger
 
     data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y)
     n_lags = getattr(args, "n_lags", None)
@@ -324,15 +325,17 @@ def _design(args, require_y: bool = True, lazy: bool = False):
                              f"bin); X has shape {X.shape}.")
         signals = X.reshape(len(X), -1)
         X_flat = TimeLagger(n_lags=n_lags).fit_transform(signals)
-        if input_type == "image":
-            raise ValueError("--n-lags builds a time series; --input-type image does not apply.")
-        input_type = "time_series"
-        input_shape = (signals.shape[1], n_lags)
+        if input_type in ("image", "video"):
+            raise ValueError(f"--n-lags builds a time series; --input-type {input_type} does "
+                             "not apply.")
+        # the CNN reads TimeLagger's design itself (lag-major, lag 0 first)
+        input_type = "lagged"
+        input_shape = (n_lags, signals.shape[1])
         if args.input_shape and _input_shape(X, args.input_shape, input_type) != input_shape:
             raise ValueError(f"--input-shape {args.input_shape} does not match --n-lags "
                              f"{n_lags} on {signals.shape[1]} signal(s): expected "
-                             f"{','.join(map(str, input_shape))}.")
-        X_cnn = lags_to_windows(X_flat, n_lags)
+                             f"{','.join(map(str, input_shape))} (lags, signals).")
+        X_cnn = X_flat
     else:
         input_shape = _input_shape(X, args.input_shape, input_type)
         X_flat = X.reshape(len(X), -1)
@@ -371,9 +374,6 @@ def _compare(args) -> int:
     data = _design(args, lazy=names == ["cnn"])
     if "cnn" in names and data.input_shape is None:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
-    if "cnn" in names and data.n_lags and len(names) > 1:
-        raise ValueError("with --n-lags, compare the cnn separately (--models cnn): its "
-                         "windows are in time order, the other models read lagged columns.")
     grouped = data.groups is not None
     grids = _parse_grids(args.grid)
     # the GLM's built-in grid is scaled to the data, so that it brackets the optimum
@@ -387,6 +387,8 @@ def _compare(args) -> int:
         cv = BlockedKFold(args.cv, gap=data.n_lags)
     else:
         cv = KFold(args.cv)
+    # a CNN alone may stream its stimuli from disk; with other models (or lags) every
+    # model reads the same in-memory design
     X = data.X_cnn if names == ["cnn"] else data.X
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -83,6 +83,20 @@ class CNNEncoder(BaseEncoder):
     default for time series) keeps neighbouring, overlapping windows on
     one side.
 
+    **Lagged designs.** The library has one lag order: a lagged design is
+    lag-major with lag 0 (the current bin) first, as
+    :class:`~sklearn_cnnenc.preprocessing.TimeLagger` writes it and as
+    :class:`~sklearn_cnnenc.PoissonGLM`'s ``coef_`` and
+    :class:`~sklearn_cnnenc.LNModel` (``input_shape=(n_lags, C)``) read it.
+    With ``input_type="lagged"`` (and ``input_shape=(n_lags, C)`` for
+    several signals) the CNN takes the same rows: the model reverses and
+    transposes each row into the causal window internally, so
+    ``make_pipeline(TimeLagger(n_lags=T), CNNEncoder(input_type="lagged"))``
+    works, one design serves every model of a comparison, and every
+    input-space inspection (gradients, impulse responses) of the fitted CNN
+    reads lag 0 first like the GLM's filter. ``input_shape_`` is then
+    ``(n_lags, C)``.
+
     **Movies.** With ``input_type="video"``, X is ``(n, T, H, W)`` or ``(n,
     T, C, H, W)``: each sample a window of ``T`` frames (frames first, then
     channels) and its response the response at the *last* frame. The core
@@ -140,11 +154,16 @@ class CNNEncoder(BaseEncoder):
         responses; ``"negative_binomial"``, ``"bernoulli"``, ``"gamma"``.
     input_shape : tuple of int, optional
         Shape of one sample when ``X`` is flat, e.g. ``(H, W)``, ``(C, H,
-        W)`` or, with ``input_type="time_series"``, ``(C, T)``.
-    input_type : {"auto", "image", "time_series", "video"}, default="auto"
+        W)`` or, with ``input_type="time_series"``, ``(C, T)``; with
+        ``input_type="lagged"``, ``(n_lags, C)`` (default ``(n_features,)``:
+        one lagged signal).
+    input_type : {"auto", "image", "time_series", "lagged", "video"}, default="auto"
         How to read a sample of shape ``(A, B)``: ``"auto"`` reads 2-D and
         3-D sample shapes as images and 1-D ones as one-channel time series;
-        ``"video"`` reads ``(T, H, W)`` or ``(T, C, H, W)`` as movie windows.
+        ``"lagged"`` reads ``(n_lags,)`` or ``(n_lags, C)`` as a row of a
+        :class:`~sklearn_cnnenc.preprocessing.TimeLagger` design (lag 0
+        first, see **Lagged designs**); ``"video"`` reads ``(T, H, W)`` or
+        ``(T, C, H, W)`` as movie windows.
     temporal_kernel_size : int or list of int, default=5
         Temporal kernel per layer, in frames (``input_type="video"`` only).
     weight_sharing : bool, default=True
@@ -199,9 +218,9 @@ class CNNEncoder(BaseEncoder):
     Attributes
     ----------
     input_shape_ : tuple of int
-        Shape of one sample as the model takes it, ``(C, H, W)``, ``(C, T)``
-        or ``(T, C, H, W)`` for movies.
-    input_type_ : {"image", "time_series", "video"}
+        Shape of one sample as the model takes it, ``(C, H, W)``, ``(C, T)``,
+        ``(n_lags, C)`` for lagged designs or ``(T, C, H, W)`` for movies.
+    input_type_ : {"image", "time_series", "lagged", "video"}
     readout_type_ : str
         The readout used (``"auto"`` resolved).
     receptive_field_ : tuple of int
@@ -275,7 +294,7 @@ class CNNEncoder(BaseEncoder):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "readout": [StrOptions({"auto", *READOUTS})],
         "input_shape": [None, list, tuple],
-        "input_type": [StrOptions({"auto", "image", "time_series", "video"})],
+        "input_type": [StrOptions({"auto", "image", "time_series", "lagged", "video"})],
         "temporal_kernel_size": [Interval(Integral, 1, None, closed="left"), list, tuple],
         "weight_sharing": ["boolean"],
         "gamma_input": [Interval(Real, 0.0, None, closed="left")],
@@ -395,6 +414,14 @@ class CNNEncoder(BaseEncoder):
                 f"Images need a {origin} (H, W) or (C, H, W); got {tuple(sample_shape)}. "
                 "Pass X of shape (n, H, W) or (n, C, H, W), or a flat X with input_shape."
             )
+        if kind == "lagged":
+            if n_dims in (1, 2):
+                return kind, (*sample_shape, 1)[:2]
+            raise ValueError(
+                f"Lagged designs need a {origin} (n_lags,) or (n_lags, C); got "
+                f"{tuple(sample_shape)}. Pass TimeLagger's output with "
+                "input_shape=(n_lags, n_columns)."
+            )
         if n_dims == 1:
             return kind, (1, *sample_shape)
         if n_dims == 2:
@@ -480,10 +507,8 @@ class CNNEncoder(BaseEncoder):
     # ------------------------------------------------------ architecture
     def _readout_name(self, kind: str) -> str:
         if self.readout == "auto":
-            return "last" if kind == "time_series" else "factorized"
-        if self.readout == "auto" and kind == "video":
-            return "factorized"
-        if self.readout == "last" and kind != "time_series":
+            return "last" if kind in ("time_series", "lagged") else "factorized"
+        if self.readout == "last" and kind not in ("time_series", "lagged"):
             raise ValueError("readout='last' reads the last time bin: it needs time series.")
         return self.readout
 
@@ -492,7 +517,7 @@ class CNNEncoder(BaseEncoder):
             return None
         method = self.validation_split
         if method == "auto":
-            method = "blocked" if kind in ("time_series", "video") else "random"
+            method = "blocked" if kind in ("time_series", "lagged", "video") else "random"
         return ValidationSplit(self.validation_fraction, method)
 
     def _build_predictor(self, X, y, dtype):
@@ -532,8 +557,9 @@ class CNNEncoder(BaseEncoder):
             dtype=dtype,
         )
         crop = None
-        if kind == "time_series":
-            length = shape[1]
+        lagged = kind == "lagged"
+        if lagged or kind == "time_series":
+            channels, length = shape[::-1] if lagged else shape
             if length < extent:
                 what = (
                     f"X has {length} feature(s), read as a one-channel time series of "
@@ -548,13 +574,13 @@ class CNNEncoder(BaseEncoder):
             if readout == "last":
                 crop = extent
                 length = extent
-            core = CausalCore1d(shape[0], length, **options)
+            core = CausalCore1d(channels, length, **options)
         else:
             core = Core2d(shape[0], shape[1:], **options)
         head = make_readout(
             readout, core.out_channels, core.output_size, y.shape[1], self.gamma_readout, dtype
         )
-        return CNNPredictor(core, head, crop=crop)
+        return CNNPredictor(core, head, crop=crop, lagged=lagged)
 
     def _net_params(self, n_samples: int) -> dict:
         kind = self._fit_layout[0]

@@ -140,9 +140,12 @@ def _model_filters(model, image_shape):
             kh, kw = model.core_.blocks[0].conv.kernel_size
             weight = weight.reshape(weight.shape[0], weight.shape[1], -1, kh, kw)[0]
         out_channels, in_channels = weight.shape[:2]
-        if model.input_type_ == "time_series":
+        if model.input_type_ in ("time_series", "lagged"):
             labels = [f"channel {o}" for o in range(out_channels)]
-            return "lines", weight[:, :, 0, :], labels
+            kernels = weight[:, :, 0, :]
+            # a lagged model's kernels are drawn in the design's lag order (lag 0
+            # first), like a GLM's coef_; a windowed one's in time order
+            return "lines", kernels[..., ::-1] if model.input_type_ == "lagged" else kernels, labels
         labels = [
             f"{o}" if in_channels == 1 else f"{o}/{c}"
             for o in range(out_channels)

@@ -41,43 +41,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-__all__ = ["TimeLagger", "RaisedCosineBasis", "raised_cosine_basis", "lags_to_windows"]
-
-
-def lags_to_windows(X_lagged, n_lags: int) -> np.ndarray:
-    """A :class:`TimeLagger` design as causal-CNN windows, flat, oldest bin first.
-
-    Parameters
-    ----------
-    X_lagged : array-like of shape (n_samples, n_lags * n_columns)
-        Lag-major columns, lag 0 first (``TimeLagger`` with ``min_lag=0``).
-    n_lags : int
-
-    Returns
-    -------
-    windows : ndarray of shape (n_samples, n_columns * n_lags)
-        Row ``t`` reshaped to ``(n_columns, n_lags)`` is the window of every
-        column in time order, bin ``t`` last: the input of
-        ``CNNEncoder(input_type="time_series", input_shape=(n_columns, n_lags))``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows
-    >>> signal = np.arange(5.0)[:, None]
-    >>> lagged = TimeLagger(n_lags=3).fit_transform(signal)
-    >>> lagged[4], lags_to_windows(lagged, 3)[4]
-    (array([4., 3., 2.]), array([2., 3., 4.]))
-    """
-    X_lagged = np.asarray(X_lagged)
-    if isinstance(n_lags, bool) or not isinstance(n_lags, Integral) or n_lags < 1:
-        raise ValueError(f"n_lags must be an integer >= 1; got {n_lags!r}.")
-    if X_lagged.ndim != 2 or X_lagged.shape[1] % n_lags:
-        raise ValueError(f"X_lagged must be 2-D with a multiple of n_lags={n_lags} columns; "
-                         f"got shape {X_lagged.shape}.")
-    n_samples = len(X_lagged)
-    windows = X_lagged.reshape(n_samples, n_lags, -1)[:, ::-1, :].transpose(0, 2, 1)
-    return np.ascontiguousarray(windows).reshape(n_samples, -1)
+__all__ = ["TimeLagger", "RaisedCosineBasis", "raised_cosine_basis"]
 
 
 class TimeLagger(TransformerMixin, BaseEstimator):
@@ -91,12 +55,16 @@ class TimeLagger(TransformerMixin, BaseEstimator):
     :class:`~sklearn_cnnenc.LNModel`). Bins before the start of the recording
     are zero (``padding="zero"``) or repeat the first bin (``"edge"``).
 
-    **Lag order.** The library's one convention: a lagged design (GLM, LN)
-    is lag-major with lag 0 (the current bin) first, as here; a window for
-    the causal :class:`~sklearn_cnnenc.CNNEncoder` is ``(channels, time)``
-    in time order, the current bin *last* (its readout reads the last bin).
-    :func:`lags_to_windows` turns the first into the second exactly (also
-    for several columns, where reversing the columns would scramble them).
+    **Lag order.** The library's one convention: a lagged design is
+    lag-major with lag 0 (the current bin) first, as here; column block
+    ``j`` is the stimulus ``lags_[j]`` bins before the response. Every
+    estimator reads this output as it is: :class:`~sklearn_cnnenc.PoissonGLM`
+    (``coef_`` in the same order), :class:`~sklearn_cnnenc.LNModel` with
+    ``input_shape=(n_lags, n_columns)``, and the causal 1-D
+    :class:`~sklearn_cnnenc.CNNEncoder` with ``input_type="lagged"`` and
+    ``input_shape=(n_lags, n_columns)``, which turns each row into its
+    causal window internally; so one design serves a model comparison and
+    temporal filters of all three read lag 0 first.
 
     The output is written once, column by column, into a preallocated
     column-major (Fortran-ordered) array of the input's floating dtype (no

@@ -23,7 +23,9 @@ def npz_file(tmp_path_factory):
 
 def test_compare_writes_tables_and_figure(npz_file, tmp_path, capsys):
     out = tmp_path / "results"
+    # one LN candidate (not the default two): the tables and figure are under test here
     assert main(["compare", "--data", str(npz_file), "--models", "glm,ln", "--cv", "3",
+                 "--grid", "ln:nonlinearity=softplus",
                  "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "glm" in printed and "ln" in printed and "bits/spike" in printed
@@ -206,14 +208,20 @@ def test_n_lags_fits_the_stimulus_history(tmp_path, capsys):
     assert np.load(out)["y_pred"].shape == (1500,)
 
 
-def test_lagged_windows_reach_the_cnn_oldest_first():
-    from sklearn_cnnenc.preprocessing import TimeLagger, lags_to_windows
-
-    signals = np.arange(20.0).reshape(10, 2)
-    lagged = TimeLagger(n_lags=3).fit_transform(signals)
-    windows = lags_to_windows(lagged, 3).reshape(10, 2, 3)
-    # row 5: channel 0 saw 6, 8, 10 (bins 3, 4, 5), oldest first; channel 1 7, 9, 11
-    np.testing.assert_array_equal(windows[5], [[6, 8, 10], [7, 9, 11]])
+def test_n_lags_compares_the_cnn_with_other_models(tmp_path):
+    # one lagged design for every model: the CNN reads TimeLagger's order itself
+    rng = np.random.default_rng(1)
+    stimulus = rng.normal(size=600)
+    y = rng.poisson(np.exp(0.8 * np.roll(stimulus, 2) - 0.5)).astype(float)
+    path = tmp_path / "series.npz"
+    np.savez(path, X=stimulus, y=y)
+    out = tmp_path / "out"
+    assert main(["compare", "--data", str(path), "--models", "glm,cnn", "--cv", "2",
+                 "--n-lags", "5", "--grid", "cnn:max_epochs=2", "--grid", "cnn:channels=2",
+                 "--grid", "cnn:kernel_size=3", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert {row["model"] for row in summary} == {"glm", "cnn"}
 
 
 def test_version_and_help_without_markup(capsys):

@@ -501,3 +501,35 @@ def test_cuda_and_cpu_fits_agree_in_quality(v1):
     bits = _bits(v1, gpu.predict(v1["X_test"]))
     oracle = _bits(v1, v1["mean_test"])
     assert bits[4:].mean() > 0.6 * oracle[4:].mean()
+
+
+def test_lagged_design_gives_the_glm_filter_in_the_same_lag_order():
+    # one lag order for the library: TimeLagger's design (lag 0 first) feeds the 1-D CNN
+    # as it is, and a linear one-layer CNN recovers the simulated filter in the order of
+    # the PoissonGLM fitted on the same design
+    from sklearn_cnnenc.preprocessing import TimeLagger
+
+    rng = np.random.default_rng(0)
+    n_lags = 8
+    lags = np.arange(n_lags)
+    true = 0.8 * np.exp(-lags / 2.0) * np.sin(lags / 1.5 + 0.3)  # lag 0 first, peak at lag 1
+    X = TimeLagger(n_lags=n_lags).fit_transform(rng.standard_normal((2000, 1)))
+    y = rng.poisson(np.exp(X @ true - 0.5)).astype(float)
+    glm = PoissonGLM(alpha=1e-6).fit(X, y).coef_.ravel()
+    cnn = CNNEncoder(
+        input_type="lagged", n_layers=1, channels=1, kernel_size=n_lags, batch_norm=False,
+        activation="identity", link="exp", gamma_input=0.0, lr=3e-2, max_epochs=30, batch_size=200,
+        early_stopping=False, device="cpu", random_state=0,
+    ).fit(X, y)
+    assert cnn.input_shape_ == (n_lags, 1) and cnn.input_type_ == "lagged"
+    # the CNN's filter in input space: log-rate response to a unit impulse at each lag
+    eta = np.log(cnn.predict(np.vstack([np.zeros(n_lags), np.eye(n_lags)]))).ravel()
+    filt = eta[1:] - eta[0]
+    assert np.argmax(filt) == np.argmax(glm) == np.argmax(true) == 1
+    assert np.corrcoef(filt, glm)[0, 1] > 0.9 > np.corrcoef(filt[::-1], glm)[0, 1]
+    np.testing.assert_allclose(filt, true, atol=0.1)
+    # several signals: (n_lags, n_columns) like LNModel's input_shape
+    X2 = TimeLagger(n_lags=4).fit_transform(rng.standard_normal((300, 2)))
+    two = CNNEncoder(input_type="lagged", input_shape=(4, 2), n_layers=1, channels=2,
+                     kernel_size=4, max_epochs=1, device="cpu", random_state=0).fit(X2, y[:300])
+    assert two.input_shape_ == (4, 2) and two.predict(X2).shape == (300,)

@@ -158,7 +158,9 @@ def test_negative_binomial_matches_statsmodels_maximum_likelihood():
                          dispersion=0.7, modulation=0.8, random_state=7)
     model = PoissonGLM(alpha=0.0, family="negative_binomial", tol=1e-9).fit(data.X, data.y)
     reference = sm.NegativeBinomial(data.y, sm.add_constant(data.X), loglike_method="nb2")
-    result = reference.fit(disp=0, maxiter=500, method="bfgs", gtol=1e-10)
+    # Newton on the analytic Hessian converges cleanly (BFGS cannot reach gtol=1e-10 in
+    # floating point and warns although it stands at the optimum)
+    result = reference.fit(disp=0, maxiter=100, method="newton")
     np.testing.assert_allclose(model.coef_, result.params[1:4], atol=1e-4)
     assert model.intercept_ == pytest.approx(result.params[0], abs=1e-4)
     assert model.dispersion_[0] == pytest.approx(result.params[-1], rel=1e-3)

@@ -97,6 +97,9 @@ def single_thread():
     torch.set_num_threads(previous)
 
 
+# ~50 s on a loaded 2-core machine (three CNN trainings): slow. Reading a CNN's first
+# layer stays in the default run (test_gabor_similarity_reads_the_first_layer_of_a_cnn)
+@pytest.mark.slow
 def test_sparse_activity_makes_first_layer_filters_more_gabor_like_than_none_or_random():
     """The chapter's emergence claim at CI size (examples/gabor_emergence.py at full size).
 

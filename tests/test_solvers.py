@@ -143,6 +143,40 @@ def test_fista_decisions_do_not_depend_on_round_off():
         assert torch.equal(opt_noisy.state["n_iter"], opt.state["n_iter"])
 
 
+@pytest.mark.parametrize("l1", [0.0, 0.01])
+def test_lbfgs_decisions_do_not_depend_on_round_off(l1):
+    # As for FISTA: last-bit noise in the objective (another BLAS kernel, batch size or
+    # thread count) used to flip L-BFGS's Armijo test near the optimum, where both of its
+    # sides are rounding noise, and moved the solution by ~3e-8. A change of the
+    # objective below 1024 eps |f| now counts as no change.
+    X, Y = poisson_data()
+    alpha = 0.01
+    generator = torch.Generator().manual_seed(0)
+
+    def loss(X, Y, W, b, noise):
+        value = poisson_loss(X, Y, W, b, alpha)
+        if noise:  # relative noise of up to 8 eps on the value and the gradient
+            u = torch.rand(value.shape, generator=generator, dtype=value.dtype) - 0.5
+            value = value * (1 + 16 * torch.finfo(value.dtype).eps * u)
+        return value
+
+    b0 = torch.log(torch.as_tensor(Y.mean(axis=0)))
+    W, b, _, opt = fit(BatchedLBFGS, lambda *a: loss(*a, False), X, Y, b0=b0, l1=l1, tol=1e-6)
+    for _ in range(4):
+        W_noisy, b_noisy, _, opt_noisy = fit(BatchedLBFGS, lambda *a: loss(*a, True), X, Y,
+                                             b0=b0, l1=l1, tol=1e-6)
+        np.testing.assert_allclose(W_noisy, W, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b_noisy, b, rtol=0, atol=1e-12)
+        assert torch.equal(opt_noisy.state["n_iter"], opt.state["n_iter"])
+    # and so a problem's solution does not depend on its neighbours in the batch
+    for k in range(Y.shape[1]):
+        Wk, bk, _, opt_k = fit(BatchedLBFGS, lambda *a: loss(*a, True), X, Y[:, [k]],
+                               b0=b0[[k]], l1=l1, tol=1e-6)
+        np.testing.assert_allclose(Wk[0], W[k], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(bk[0], b[k], rtol=0, atol=1e-12)
+        assert opt_k.state["n_iter"][0] == opt.state["n_iter"][k]
+
+
 @pytest.mark.parametrize("solver", [BatchedLBFGS, BatchedFISTA])
 def test_problem_started_at_optimum_is_frozen(solver):
     X, Y = poisson_data()

@@ -22,6 +22,11 @@ class CNNPredictor(nn.Module):
         Keep only the last ``crop`` time bins of each input. A readout of the
         last bin needs only the core's receptive field, so longer windows are
         cut to it instead of computing outputs nobody reads.
+    lagged : bool, default=False
+        Inputs are rows of a lagged design ``(n, n_lags, C)`` in the library's
+        lag order (:class:`~sklearn_cnnenc.preprocessing.TimeLagger`: lag 0,
+        the current bin, first); they are turned into the causal core's
+        windows ``(n, C, n_lags)`` (oldest bin first) before the core runs.
 
     Examples
     --------
@@ -34,16 +39,24 @@ class CNNPredictor(nn.Module):
     torch.Size([5, 2])
     """
 
-    def __init__(self, core: nn.Module, readout: nn.Module, crop: int | None = None) -> None:
+    def __init__(
+        self, core: nn.Module, readout: nn.Module, crop: int | None = None, lagged: bool = False
+    ) -> None:
         super().__init__()
         self.core = core
         self.readout = readout
         self.crop = crop
+        self.lagged = lagged
         dtype = next(readout.parameters()).dtype
         # returned when nothing is penalised, instead of building zeros every batch
         self.register_buffer("_zero", torch.zeros((), dtype=dtype), persistent=False)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "lagged", False):  # models pickled before ``lagged`` existed
+            if self.crop is not None:
+                X = X[:, : self.crop]
+            # (n, lags, C), lag 0 first -> (n, C, time), the current bin last
+            return self.readout(self.core(X.flip(1).transpose(1, 2)))
         if self.crop is not None:
             X = X[..., -self.crop :]
         return self.readout(self.core(X))
