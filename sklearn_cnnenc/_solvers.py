@@ -1052,8 +1052,16 @@ def batched_glm_newton(
         hessian = hessian + torch.diag_embed(ridge).expand_as(hessian)
         # a relative jitter keeps a rank-deficient, unpenalised problem solvable
         scale = hessian.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
-        step = torch.linalg.solve(hessian + 1e-12 * scale[:, None, None] * eye, grad)
-        step = torch.where(active[:, None], step, 0.0)
+        hessian = hessian + 1e-12 * scale[:, None, None] * eye
+        # a singular or non-finite Hessian (an overflowing rate) falls back to
+        # a gradient step scaled by the curvature: the line search then decides
+        usable = torch.isfinite(hessian).all(dim=2).all(dim=1) & torch.isfinite(grad).all(dim=1)
+        hessian = torch.where(usable[:, None, None], hessian, eye.expand_as(hessian))
+        step, info = torch.linalg.solve_ex(hessian, torch.where(usable[:, None], grad, 0.0))
+        fallback = (info != 0) | ~usable | ~torch.isfinite(step).all(dim=1)
+        gradient_step = grad / torch.where(usable, scale, 1.0)[:, None]
+        step = torch.where(fallback[:, None], gradient_step, step)
+        step = torch.where(active[:, None] & torch.isfinite(step), step, 0.0)
         decrease = (grad * step).sum(dim=1)
         t = torch.ones_like(f)
         pending = active.clone()

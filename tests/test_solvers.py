@@ -463,3 +463,28 @@ def test_invalid_scale_is_a_clear_error():
     W = torch.zeros(1, 3, requires_grad=True)
     with pytest.raises(ValueError, match="scale must be finite and > 0"):
         BatchedLBFGS([{"params": [W], "scale": torch.tensor([1.0, 0.0, 1.0])}])
+
+
+def test_batched_newton_survives_a_singular_or_overflowing_hessian():
+    # A silent neuron (all-zero counts) drives its unpenalised intercept to
+    # -inf: the Hessian underflows to exactly singular. A huge start makes
+    # another problem's rate overflow. Neither may take down the batch
+    # (torch's LU solve raised "Pivots given to lu_solve..." in the demo).
+    from sklearn_cnnenc._solvers import batched_glm_newton
+
+    rng = np.random.RandomState(0)
+    X = torch.as_tensor(np.column_stack([np.ones(300), rng.randn(300)]))
+    Y = torch.as_tensor(np.column_stack([
+        rng.poisson(np.exp(0.2 + 0.5 * X[:, 1].numpy())), np.zeros(300), np.ones(300)
+    ]).astype(float))
+    weights = torch.full((300, 3), 1 / 300.0, dtype=torch.float64)
+    start = torch.tensor([[0.0, 0.0], [0.0, 0.0], [800.0, 0.0]], dtype=torch.float64)
+    theta = batched_glm_newton(
+        X, lambda eta: torch.exp(eta) - Y * eta, weights, start,
+        torch.zeros(2, dtype=torch.float64), max_iter=200, tol=1e-8,
+    )
+    reference = PoissonRegressor(alpha=0.0, tol=1e-12, max_iter=1000)
+    reference.fit(X[:, 1:].numpy(), Y[:, 0].numpy())
+    np.testing.assert_allclose(theta[0, 1].item(), reference.coef_[0], rtol=1e-5)
+    assert theta[1, 0] < -5  # heading to -inf, finite
+    assert torch.isfinite(theta).all()
