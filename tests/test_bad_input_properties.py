@@ -67,6 +67,8 @@ GOOD_METRIC_INPUTS = {
     "fev": (RNG.random((3, 24, 2)), RNG.random((24, 2))),
     "feve": (RNG.random((3, 24, 2)), RNG.random((24, 2))),
     "explainable_variance": (RNG.random((3, 24, 2)),),
+    "oracle_correlation": (RNG.random((3, 24, 2)),),
+    "correlation_to_average": (RNG.random((3, 24, 2)), RNG.random((24, 2))),
 }
 
 
