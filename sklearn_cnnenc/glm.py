@@ -145,6 +145,17 @@ class PoissonGLM(BaseEncoder):
         estimators of the library share one interface.
     verbose : int, default=0
         Print the training table of skorch when positive.
+    missing_responses : {"raise", "mask"}, default="raise"
+        What a NaN in ``y`` means. ``"raise"``: an error. ``"mask"``: a
+        response that was not recorded (another session's neuron): NaN
+        entries drop out of the training likelihood (each neuron's loss is
+        its mean negative log-likelihood over its own observed entries), the
+        validation loss, the starting intercepts, ``score`` (mean over
+        observed entries) and ``log_likelihood`` (NaN there); a neuron
+        never observed is a ValueError. Memory: the mask is derived from the
+        NaNs per batch (1 byte per entry, transient); ``y`` is not copied to
+        float64: 7 sessions x 6,000 trials x 8,000 neurons in float32 take
+        1.3 GB, 1.7 GB with the mask.
 
     Attributes
     ----------
@@ -227,6 +238,7 @@ class PoissonGLM(BaseEncoder):
         device: str = "cpu",
         random_state=None,
         verbose: int = 0,
+        missing_responses: str = "raise",
     ) -> None:
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -242,6 +254,7 @@ class PoissonGLM(BaseEncoder):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.missing_responses = missing_responses
 
     def fit(self, X, y, sample_weight=None, offset=None):
         """Fit the model by penalised maximum likelihood.

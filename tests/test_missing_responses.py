@@ -1,0 +1,119 @@
+"""missing_responses="mask": NaN responses (neurons of other sessions) drop out of fit and score."""
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from sklearn_cnnenc import CNNEncoder, LNModel, PoissonGLM
+
+
+def _two_sessions(n=400, n_neurons=4, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 3))
+    coef = rng.normal(scale=0.5, size=(3, n_neurons))
+    y = rng.poisson(np.exp(X @ coef)).astype(float)
+    y_nan = y.copy()
+    half = n_neurons // 2
+    y_nan[: n // 2, half:] = np.nan  # session 1 records the first neurons
+    y_nan[n // 2 :, :half] = np.nan  # session 2 the others
+    return X, y, y_nan
+
+
+def test_nan_is_an_error_by_default():
+    X, _, y_nan = _two_sessions()
+    for model in (PoissonGLM(), LNModel(n_init=1), CNNEncoder(max_epochs=1)):
+        with pytest.raises(ValueError, match="NaN"):
+            model.fit(X, y_nan)
+
+
+def test_masked_glm_equals_one_fit_per_neuron_on_its_observed_rows():
+    X, _, y_nan = _two_sessions()
+    model = PoissonGLM(alpha=0.0, missing_responses="mask").fit(X, y_nan)
+    for j in range(y_nan.shape[1]):
+        rows = ~np.isnan(y_nan[:, j])
+        reference = PoissonGLM(alpha=0.0).fit(X[rows], y_nan[rows, j])
+        np.testing.assert_allclose(model.coef_[j], reference.coef_, atol=1e-6)
+        np.testing.assert_allclose(model.intercept_[j], reference.intercept_, atol=1e-6)
+        assert model.mean_response_[j] == pytest.approx(np.mean(y_nan[rows, j]))
+
+
+@pytest.mark.parametrize("make", [lambda: PoissonGLM(alpha=0.1), lambda: LNModel(n_init=2)])
+def test_masking_a_neuron_equals_zero_weights_on_its_missing_rows(make):
+    # per-neuron normalisation by the observed count = sample weights of mean 1
+    X, y, _ = _two_sessions(n_neurons=1)
+    missing = np.zeros(len(y), bool)
+    missing[::3] = True
+    y_nan = y.copy()
+    y_nan[missing] = np.nan
+    masked = make().set_params(missing_responses="mask", random_state=0).fit(X, y_nan[:, 0])
+    weighted = make().set_params(random_state=0).fit(
+        X, y[:, 0], sample_weight=(~missing).astype(float)
+    )
+    np.testing.assert_allclose(masked.predict(X), weighted.predict(X), rtol=2e-3)
+
+
+def test_score_and_log_likelihood_skip_missing_entries():
+    X, _, y_nan = _two_sessions()
+    model = PoissonGLM(missing_responses="mask").fit(X, y_nan)
+    per_neuron = model.log_likelihood(X, y_nan, per_neuron=True)
+    missing = np.isnan(y_nan)
+    np.testing.assert_array_equal(np.isnan(per_neuron), missing)
+    by_hand = poisson.logpmf(y_nan[~missing], model.predict(X)[~missing])
+    np.testing.assert_allclose(per_neuron[~missing], by_hand, rtol=1e-8)
+    assert model.score(X, y_nan) == pytest.approx(np.mean(by_hand))
+    np.testing.assert_allclose(model.log_likelihood(X, y_nan), np.nansum(per_neuron, axis=1))
+
+
+def test_a_neuron_never_observed_is_named():
+    X, _, y_nan = _two_sessions()
+    y_nan[:, 2] = np.nan
+    with pytest.raises(ValueError, match=r"columns \[2\]"):
+        PoissonGLM(missing_responses="mask").fit(X, y_nan)
+
+
+def test_gaussian_dispersion_from_observed_entries():
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(300, 2))
+    y = X @ [[1.0, -1.0], [0.5, 2.0]] + rng.normal(scale=[0.5, 2.0], size=(300, 2))
+    y[:150, 0] = np.nan
+    model = PoissonGLM(alpha=0.0, family="gaussian", missing_responses="mask").fit(X, y)
+    for j in range(2):
+        rows = ~np.isnan(y[:, j])
+        reference = PoissonGLM(alpha=0.0, family="gaussian").fit(X[rows], y[rows, j])
+        assert model.dispersion_[j] == pytest.approx(reference.dispersion_[0], rel=1e-5)
+
+
+def _edge_cells(n, positions, rng):
+    """Poisson cells that rectify one shared edge filter at their own positions."""
+    X = rng.normal(size=(n, 1, 8, 8)).astype(np.float32)
+    kernel = np.zeros((3, 3))
+    kernel[:, 0], kernel[:, 2] = -1.0, 1.0
+    drive = np.stack(
+        [
+            np.maximum((X[:, 0, r - 1 : r + 2, c - 1 : c + 2] * kernel).sum((1, 2)), 0)
+            for r, c in positions
+        ],
+        axis=1,
+    )
+    rate = np.exp(-0.5 + 0.8 * drive)
+    return X, rate, rng.poisson(rate).astype(np.float32)
+
+
+def test_cnn_on_two_sessions_with_disjoint_neurons_predicts_every_neuron():
+    """Shared core, per-neuron readouts: each session's neurons are predicted on held-out data."""
+    rng = np.random.RandomState(0)
+    positions = [(rng.randint(2, 6), rng.randint(2, 6)) for _ in range(8)]
+    X, _, y = _edge_cells(900, positions, rng)  # each session sees different stimuli
+    y[:450, 4:] = np.nan  # session 1: neurons 0-3
+    y[450:, :4] = np.nan  # session 2: neurons 4-7
+    model = CNNEncoder(
+        n_layers=1, channels=4, kernel_size=3, padding="same", readout="factorized",
+        batch_norm=False, gamma_input=0.0, lr=1e-2, batch_size=64, max_epochs=40,
+        patience=15, missing_responses="mask", device="cpu", random_state=0,
+    ).fit(X, y)
+    assert np.all(np.isfinite(model.history_[:, "valid_loss"]))
+    X_test, rate_test, _ = _edge_cells(400, positions, rng)
+    prediction = model.predict(X_test)
+    correlation = [np.corrcoef(prediction[:, j], rate_test[:, j])[0, 1] for j in range(8)]
+    # chance level for 400 samples is about +-0.1
+    assert min(correlation) > 0.25, correlation
