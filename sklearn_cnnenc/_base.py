@@ -46,6 +46,7 @@ from .training import (
     ValidationSplit,
     available_device,
 )
+from .utils._missing import observation_groups
 from .utils._threads import limits_threads
 
 __all__ = ["BaseEncoder"]
@@ -156,28 +157,12 @@ def _column_mean(y_2d, sample_weight=None, observed=None) -> np.ndarray:
     return total / count
 
 
-def _observation_groups(observed: np.ndarray):
-    """Columns grouped by their pattern of observed rows: ``[(rows, columns), ...]``.
-
-    Neurons of one session share a pattern, so there are about as many
-    groups as sessions.
-    """
-    packed = np.packbits(observed, axis=0).T
-    _, inverse = np.unique(packed, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    groups = []
-    for code in range(inverse.max() + 1):
-        columns = np.flatnonzero(inverse == code)
-        groups.append((observed[:, columns[0]], columns))
-    return groups
-
-
 def _estimate_dispersion(family, y_2d, mean, sample_weight=None, observed=None):
     """The family's dispersion estimate, from each neuron's observed entries only."""
     if observed is None or observed.all():
         return family.estimate_dispersion(y_2d, mean, sample_weight)
     result = None
-    for rows, columns in _observation_groups(observed):
+    for rows, columns in observation_groups(observed):
         weight = None if sample_weight is None else sample_weight[rows]
         value = family.estimate_dispersion(
             y_2d[np.ix_(rows, columns)], np.asarray(mean)[np.ix_(rows, columns)], weight
@@ -1018,7 +1003,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         if missing is None or not missing.any():
             log_prob = distribution.log_prob(y)
             return log_prob if per_neuron else log_prob.sum(axis=1)
-        log_prob = distribution.log_prob(np.where(missing, 0.0, y))
+        log_prob = distribution.log_prob(np.where(missing, 1.0, y))  # 1: valid in every family
         log_prob[missing] = np.nan
         return log_prob if per_neuron else np.nansum(log_prob, axis=1)
 

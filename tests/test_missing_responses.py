@@ -117,3 +117,56 @@ def test_cnn_on_two_sessions_with_disjoint_neurons_predicts_every_neuron():
     correlation = [np.corrcoef(prediction[:, j], rate_test[:, j])[0, 1] for j in range(8)]
     # chance level for 400 samples is about +-0.1
     assert min(correlation) > 0.25, correlation
+
+
+@pytest.mark.parametrize("name", ["log_likelihood", "bits_per_spike", "pseudo_r2", "correlation"])
+def test_metrics_with_missing_mask_score_each_neuron_on_its_observed_samples(name):
+    from sklearn_cnnenc.metrics import METRICS
+
+    X, _, y_nan = _two_sessions()
+    prediction = PoissonGLM().fit(X, np.nan_to_num(y_nan)).predict(X)
+    metric = METRICS[name].function
+    with pytest.raises(ValueError, match="NaN"):
+        metric(y_nan, prediction)
+    values = metric(y_nan, prediction, missing="mask", multioutput="raw_values")
+    for j in range(y_nan.shape[1]):
+        rows = ~np.isnan(y_nan[:, j])
+        assert values[j] == pytest.approx(metric(y_nan[rows, j], prediction[rows, j]))
+    assert metric(y_nan, prediction, missing="mask") == pytest.approx(np.mean(values))
+
+
+def test_scorers_mask_for_a_masked_model_inside_grid_search():
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_cnnenc.metrics import correlation, get_scorer
+
+    X, _, y_nan = _two_sessions()
+    model = PoissonGLM(missing_responses="mask").fit(X, y_nan)
+    expected = correlation(y_nan, model.predict(X), missing="mask")
+    assert get_scorer("correlation")(model, X, y_nan) == pytest.approx(expected)
+    own = get_scorer("log_likelihood")(model, X, y_nan)
+    per_neuron = np.nanmean(model.log_likelihood(X, y_nan, per_neuron=True), axis=0)
+    assert own == pytest.approx(np.mean(per_neuron))
+    scoring = {name: get_scorer(name) for name in ("correlation", "bits_per_spike")}
+    search = GridSearchCV(
+        PoissonGLM(missing_responses="mask"),
+        {"alpha": [0.1, 1.0]},
+        cv=KFold(2, shuffle=True, random_state=0),
+        scoring=scoring,
+        refit="correlation",
+    ).fit(X, y_nan)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_bits_per_spike"]))
+
+
+def test_compare_models_scores_masked_models_on_observed_entries():
+    from sklearn.model_selection import KFold
+
+    from sklearn_cnnenc.model_selection import compare_models
+
+    X, _, y_nan = _two_sessions()
+    result = compare_models(
+        {"glm": PoissonGLM(missing_responses="mask")}, X, y_nan,
+        cv=KFold(3, shuffle=True, random_state=0), verbose=False,
+    )
+    for metric in result.metrics:
+        assert np.all(np.isfinite(result.per_neuron(metric)["glm"])), metric

@@ -80,7 +80,16 @@ def _held_out(model, X, y_2d) -> _HeldOut:
     if hasattr(final, "predict_distribution"):
         Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
         distribution = final.predict_distribution(Xt)
-        return _HeldOut(distribution.mean, distribution.log_prob(y_2d).mean(axis=0),
+        missing = np.isnan(y_2d)
+        if missing.any():  # a model fitted with missing_responses="mask"
+            log_prob = distribution.log_prob(np.where(missing, 1.0, y_2d))  # 1: valid in every family
+            count = (~missing).sum(axis=0)
+            total = np.where(missing, 0.0, log_prob).sum(axis=0)
+            # nan for a neuron with no response in this test fold
+            per_neuron = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        else:
+            per_neuron = distribution.log_prob(y_2d).mean(axis=0)
+        return _HeldOut(distribution.mean, per_neuron,
                         distribution.family, distribution.dispersion)
     mean = np.asarray(model.predict(X), dtype=float).reshape(len(y_2d), -1)
     return _HeldOut(mean, log_likelihood(y_2d, mean, multioutput="raw_values"), "poisson", None)
@@ -100,6 +109,8 @@ def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
         return held.log_likelihood
     spec = METRICS[metric]
     kwargs = dict(spec.kwargs)
+    if np.isnan(y_2d).any():  # only a model fitted with missing_responses="mask" got here
+        kwargs["missing"] = "mask"
     if spec.takes_family:
         kwargs.update(family=held.family, dispersion=held.dispersion)
     if spec.takes_null:
@@ -128,8 +139,8 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
                    return_estimator=False, repeat_metrics=None, repeats=None):
     """Fit one model on one fold and score it on the held-out part, per neuron."""
     y_2d = y.reshape(len(y), -1)
-    train_mean = y_2d[train].mean(axis=0)
-    if np.all(y_2d >= 0):
+    train_mean = np.nanmean(y_2d[train], axis=0)  # NaN: responses not recorded
+    if np.all(np.isnan(y_2d) | (y_2d >= 0)):
         # a unit without training spikes (SilentUnitWarning) gets a null rate of half a
         # spike per training fold, not 0, which would make every held-out spike impossible
         train_mean = np.where(train_mean > 0, train_mean, 0.5 / len(train))
