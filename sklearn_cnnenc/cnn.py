@@ -302,6 +302,9 @@ class CNNEncoder(BaseEncoder):
     (13, 13)
     """
 
+    # compare_models passes behavior= to it
+    _takes_behavior = True
+
     _parameter_constraints: dict = {
         **BaseEncoder._parameter_constraints,
         "n_layers": [Interval(Integral, 1, None, closed="left")],

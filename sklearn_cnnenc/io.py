@@ -38,7 +38,7 @@ def _existing_file(path: str | Path) -> Path:
 
 
 def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
-    """Load ``X``, ``y`` and optional ``groups`` from a ``.npz`` file.
+    """Load ``X``, ``y`` and optional ``groups`` and ``behavior`` from a ``.npz`` file.
 
     Parameters
     ----------
@@ -50,7 +50,10 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     Returns
     -------
     data : Bunch
-        ``X``, ``y`` and ``groups`` (None when absent).
+        ``X``, ``y``, ``groups`` and ``behavior`` (None when absent).
+        ``behavior`` is (n_samples, n_covariates) behaviour (running speed,
+        pupil size ...); ``y`` may hold NaN for neurons not recorded in a
+        sample (fit with ``missing_responses="mask"``).
 
     Examples
     --------
@@ -73,7 +76,7 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in ("X", "y", "groups")
+            arrays = {name: archive[name] for name in ("X", "y", "groups", "behavior")
                       if name in archive.files}
             files = sorted(archive.files)
     except (ValueError, OSError, zipfile.BadZipFile, AttributeError, EOFError) as error:
@@ -99,7 +102,10 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
         raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
     if groups is not None and len(groups) != len(X):
         raise ValueError(f"groups has {len(groups)} entries but X has {len(X)} in {path}.")
-    return Bunch(X=X, y=y, groups=groups)
+    behavior = arrays.get("behavior")
+    if behavior is not None and len(behavior) != len(X):
+        raise ValueError(f"behavior has {len(behavior)} rows but X has {len(X)} in {path}.")
+    return Bunch(X=X, y=y, groups=groups, behavior=behavior)
 
 
 def load_hdf5(path: str | Path, *, X: str = "X", y: str = "y", groups: str = "groups") -> Bunch:

@@ -328,6 +328,8 @@ def _mask_aware(function: Callable) -> Callable:
         }
         values = np.full(true.shape if elementwise else true.shape[1], np.nan)
         for rows, columns in observation_groups(observed):
+            if not rows.any():  # neurons with no response here: nan
+                continue
             part = {}
             for name, value in per_neuron.items():
                 value = np.asarray(value, dtype=np.float64)

@@ -123,3 +123,52 @@ def test_eye_shifter_recovers_a_cell_that_moves_with_the_eye():
     # one pixel of a 6-pixel map is 2/5 in the readout's [-1, 1] coordinates
     steps = shifted.module_.predictor.shifter(torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]))
     assert np.all(np.diff(steps[:, 0].detach().numpy()) > 0.1)
+
+
+def test_compare_models_passes_behaviour_to_the_cnn_only():
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(4)
+    X, run, _, _, y = _cells(300, [(3, 3), (4, 5)], rng, gain=0.5)
+    flat = FunctionTransformer(lambda Z: Z.reshape(len(Z), -1))
+    result = compare_models(
+        {"cnn": _cnn(max_epochs=3), "glm": make_pipeline(flat, PoissonGLM())},
+        X, y, cv=KFold(2), behavior=run, return_estimators=True, verbose=False,
+    )
+    assert result.estimators[("cnn", 0)].n_behavior_covariates_ == 1
+    assert np.all(np.isfinite(result.per_neuron("log_likelihood")["cnn"]))
+
+
+def test_npz_behaviour_and_the_cli_session_models(tmp_path):
+    from sklearn_cnnenc.cli import _build_models, _for_sessions
+    from sklearn_cnnenc.io import load_npz
+
+    path = tmp_path / "data.npz"
+    np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), behavior=np.arange(4.0))
+    assert load_npz(path).behavior.shape == (4,)
+    np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), behavior=np.arange(3.0))
+    with pytest.raises(ValueError, match="behavior has 3 rows"):
+        load_npz(path)
+    models = _build_models(["glm", "ln", "cnn"], (1, 8, 8), "cpu", quick=True)
+    models = _for_sessions(models, "mask", True, "cpu")
+    assert models["glm"].estimator.missing_responses == "mask"
+    assert models["ln"].estimator.missing_responses == "mask"
+    assert isinstance(models["cnn"], CNNEncoder) and models["cnn"].missing_responses == "mask"
+
+
+@pytest.mark.slow
+def test_cli_compare_with_missing_mask_and_a_behaviour_array(tmp_path, capsys):
+    from sklearn_cnnenc.cli import main
+
+    rng = np.random.RandomState(5)
+    X, run, _, _, y = _cells(240, [(3, 3), (4, 5), (2, 4)], rng, gain=0.5)
+    y[::2, 0] = np.nan  # neuron 0 was recorded in every other trial only
+    path = tmp_path / "sessions.npz"
+    X = np.pad(X, ((0, 0), (0, 0), (4, 4), (4, 4)))  # room for the CLI CNN's 9x9 kernels
+    np.savez(path, X=X.reshape(len(X), -1), y=y, behavior=run)
+    out = tmp_path / "results"
+    assert main(["compare", "--data", str(path), "--models", "glm,cnn", "--cv", "2",
+                 "--missing", "mask", "--input-shape", "1,16,16", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert (out / "summary.csv").is_file()
+    assert "cnn" in capsys.readouterr().out
