@@ -170,3 +170,25 @@ def test_compare_models_scores_masked_models_on_observed_entries():
     )
     for metric in result.metrics:
         assert np.all(np.isfinite(result.per_neuron(metric)["glm"])), metric
+
+
+def test_decoder_leaves_missing_neurons_out_of_the_likelihood():
+    from sklearn_cnnenc.decoding import BayesianDecoder
+
+    rng = np.random.RandomState(6)
+    labels = rng.randint(0, 3, size=300)
+    rates = np.array([[1.0, 4.0, 2.0, 0.5], [3.0, 1.0, 0.5, 2.0], [0.5, 2.0, 4.0, 1.0]])
+    X = rng.poisson(rates[labels]).astype(float)
+    X[:150, :2] = np.nan  # session 1 recorded neurons 2-3, session 2 neurons 0-1
+    X[150:, 2:] = np.nan
+    decoder = BayesianDecoder(PoissonGLM(alpha=0.0, missing_responses="mask")).fit(X, labels)
+    with pytest.raises(ValueError, match="NaN"):
+        BayesianDecoder(PoissonGLM(alpha=0.0)).fit(X, labels)
+    log_likelihood = decoder.log_likelihood(X)
+    observed = ~np.isnan(X)
+    by_hand = np.stack([
+        np.where(observed, poisson.logpmf(np.nan_to_num(X), mean), 0.0).sum(axis=1)
+        for mean in decoder.candidate_mean_
+    ], axis=1)
+    np.testing.assert_allclose(log_likelihood, by_hand, rtol=1e-10)
+    assert decoder.score(X, labels) > 0.6  # chance is 1/3
