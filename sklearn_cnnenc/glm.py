@@ -256,7 +256,7 @@ class PoissonGLM(BaseEncoder):
         self.verbose = verbose
         self.missing_responses = missing_responses
 
-    def fit(self, X, y, sample_weight=None, offset=None):
+    def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by penalised maximum likelihood.
 
         Parameters
@@ -266,6 +266,9 @@ class PoissonGLM(BaseEncoder):
         sample_weight : array-like of shape (n_samples,), optional
         offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
             Fixed term added to the linear predictor (e.g. log exposure).
+        behavior, eye_position : None
+            Not taken by a GLM (a ValueError says so): with the exp link a
+            behaviour gain is a linear term, a column of ``X``.
 
         Returns
         -------
@@ -279,7 +282,10 @@ class PoissonGLM(BaseEncoder):
         # fit (the fitted net never holds the training data)
         self._objective_slot = _ObjectiveSlot()
         try:
-            return super().fit(X, y, sample_weight=sample_weight, offset=offset)
+            return super().fit(
+                X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
+                eye_position=eye_position,
+            )
         finally:
             self._objective_slot.function = None
             del self._scale_weight, self._fit_offset, self._objective_slot
