@@ -280,7 +280,8 @@ def _demo_figures(results, data, X, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: bool = True):
+def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: bool = True,
+               behavior: str | None = None):
     from .io import load_hdf5, load_npz, load_nwb
 
     suffix = Path(path).suffix.lower()
@@ -295,7 +296,7 @@ def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: 
     if suffix in (".h5", ".hdf5"):
         return load_hdf5(path)
     if suffix == ".nwb":
-        return load_nwb(path, stimulus=stimulus, bin_s=bin_s)
+        return load_nwb(path, stimulus=stimulus, bin_s=bin_s, behavior=behavior)
     raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
 
 
@@ -312,7 +313,8 @@ def _design(args, require_y: bool = True, lazy: bool = False):
     from .data import LazyArray
     from .preprocessing import TimeLagger
 
-    data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y)
+    data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y,
+                      behavior=getattr(args, "behavior", None))
     n_lags = getattr(args, "n_lags", None)
     # a CNN alone streams an HDF5 stimulus set; GLM and LN models read it in
     X = data.X if lazy and n_lags is None and isinstance(data.X, LazyArray) else np.asarray(
@@ -536,6 +538,9 @@ def _parser() -> argparse.ArgumentParser:
                                   ".h5 X is streamed) or .nwb file")
         command.add_argument("--stimulus", help="NWB only: name of the stimulus time series")
         command.add_argument("--bin-s", type=float, help="NWB only: bin width in seconds")
+        command.add_argument("--behavior",
+                             help="NWB only: name of a behaviour time series (an .npz "
+                                  "gives it as its behavior array)")
         command.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
         command.add_argument("--input-type", default="auto",
                              choices=("auto", "image", "time_series", "video"),

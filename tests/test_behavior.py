@@ -172,3 +172,25 @@ def test_cli_compare_with_missing_mask_and_a_behaviour_array(tmp_path, capsys):
                  "--out", str(out)]) == 0
     assert (out / "summary.csv").is_file()
     assert "cnn" in capsys.readouterr().out
+
+
+def test_nwb_behaviour_time_series_is_sampled_at_the_bins(tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from sklearn_cnnenc.io import load_nwb
+
+    session = pynwb.NWBFile(session_description="demo", identifier="demo",
+                            session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    session.add_stimulus(pynwb.TimeSeries(name="sound", data=np.zeros(20), unit="dB", rate=10.0))
+    module = session.create_processing_module("behavior", "running")
+    module.add(pynwb.TimeSeries(name="speed", data=np.arange(40.0), unit="cm/s", rate=20.0))
+    session.add_unit(spike_times=[0.05, 0.12, 1.31])
+    path = tmp_path / "session.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(session)
+    data = load_nwb(path, stimulus="sound", behavior="speed")
+    np.testing.assert_array_equal(data.behavior[:, 0], np.arange(0.0, 40.0, 2.0))
+    assert load_nwb(path, stimulus="sound").behavior is None
+    with pytest.raises(ValueError, match="speed"):
+        load_nwb(path, stimulus="sound", behavior="pupil")
