@@ -378,6 +378,8 @@ class PoissonGLM(BaseEncoder):
             not isinstance(X, np.ndarray)
             or family.trains_dispersion
             or resolve_device(self.device).type != "cpu"
+            # missing responses: the generic closure, whose criterion masks them
+            or (self._mask_missing and np.isnan(y).any())
         ):
             return None
         link = family.check_link(

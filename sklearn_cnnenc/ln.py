@@ -351,6 +351,12 @@ class LNModel(BaseEncoder):
         if self._is_convex() or self.nonlinearity == "square":
             return
         inputs, targets = problem.inputs, problem.targets
+        if problem.observed is not None:
+            # missing responses sit at their neuron's mean: no STA contribution
+            mean = torch.as_tensor(
+                problem.mean_response, dtype=targets.dtype, device=targets.device
+            )
+            targets = torch.where(torch.isnan(targets), mean, targets)
         weight = inputs.get("sample_weight")
         if weight is None:
             centred = targets - targets.mean(dim=0)
