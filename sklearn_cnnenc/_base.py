@@ -46,6 +46,7 @@ from .training import (
     ValidationSplit,
     available_device,
 )
+from .utils._missing import observation_groups
 from .utils._threads import limits_threads
 
 __all__ = ["BaseEncoder"]
@@ -69,6 +70,23 @@ def _seed_module_generators(module: torch.nn.Module, seed: int, device: torch.de
         if hasattr(submodule, "generator"):
             generator = torch.Generator(device=device)
             submodule.generator = generator.manual_seed(seed + index)
+
+
+# the shared documentation of the ``missing_responses`` parameter
+_MISSING_DOC = """missing_responses : {"raise", "mask"}, default="raise"
+        What a NaN in ``y`` means. ``"raise"``: an error. ``"mask"``: a
+        response that was not recorded (a neuron of another session, a
+        dropped trial): NaN entries drop out of the training likelihood
+        (each neuron's loss is its mean negative log-likelihood over its own
+        observed entries, per batch), of the validation loss that early
+        stopping watches, of the starting intercepts (mean over observed
+        entries), of ``score`` (mean over observed entries) and of
+        ``log_likelihood`` (NaN there). A neuron with no observed entry is a
+        ValueError naming its column. Memory: the mask is derived from the
+        NaNs per batch, plus a transient boolean copy at fit time (1 byte
+        per entry); no dense float64 copy of ``y`` is made. A float32
+        response matrix of 7 sessions x 6,000 trials x 8,000 neurons (336M
+        entries) takes 1.3 GB, 1.7 GB with the mask."""
 
 
 class _RegisteredFamilies(StrOptions):
@@ -113,6 +131,49 @@ class _FitProblem:
     start: tuple | None
     inputs: dict
     targets: torch.Tensor
+    observed: np.ndarray | None = None
+
+
+def _column_mean(y_2d, sample_weight=None, observed=None) -> np.ndarray:
+    """Each neuron's (weighted) mean response over its observed entries.
+
+    Without a mask, ``np.average``. With one, row blocks are reduced in turn,
+    so no dense copy of ``y`` is made (a float64 copy of a 336M-entry
+    response matrix would take 2.7 GB).
+    """
+    if observed is None:
+        return np.average(y_2d, axis=0, weights=sample_weight)
+    total = np.zeros(y_2d.shape[1])
+    count = np.zeros(y_2d.shape[1])
+    step = max(1, 2**22 // max(1, y_2d.shape[1]))
+    for start in range(0, len(y_2d), step):
+        block = slice(start, start + step)
+        mask = observed[block]
+        weight = mask.astype(np.float64)
+        if sample_weight is not None:
+            weight *= sample_weight[block, None]
+        total += (np.where(mask, y_2d[block], 0.0) * weight).sum(axis=0)
+        count += weight.sum(axis=0)
+    return total / count
+
+
+def _estimate_dispersion(family, y_2d, mean, sample_weight=None, observed=None):
+    """The family's dispersion estimate, from each neuron's observed entries only."""
+    if observed is None or observed.all():
+        return family.estimate_dispersion(y_2d, mean, sample_weight)
+    result = None
+    for rows, columns in observation_groups(observed):
+        weight = None if sample_weight is None else sample_weight[rows]
+        value = family.estimate_dispersion(
+            y_2d[np.ix_(rows, columns)], np.asarray(mean)[np.ix_(rows, columns)], weight
+        )
+        if value is None:
+            return None
+        value = np.asarray(value)
+        if result is None:  # one value per neuron, or a row of them (zig: q and phi)
+            result = np.empty((y_2d.shape[1], *value.shape[1:]))
+        result[columns] = value
+    return result
 
 
 def _best_restart(losses) -> np.ndarray:
@@ -230,6 +291,10 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     surface other tools use is public: ``module_`` (the torch module),
     ``sample_shape_`` (one sample as the module takes it), ``as_tensor(X)``,
     ``family_``, ``link_`` and ``dispersion_``. See ``docs/ARCHITECTURE.md``.
+
+    Subclasses take ``missing_responses`` (``"raise"`` or ``"mask"``, see
+    ``_MISSING_DOC``) and may override ``_check_covariates`` and
+    ``_build_modulator`` to take ``behavior=`` / ``eye_position=``.
     """
 
     _parameter_constraints: dict = {
@@ -239,6 +304,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "missing_responses": [StrOptions({"raise", "mask"})],
     }
 
     # ------------------------------------------------------------------ hooks
@@ -286,9 +352,31 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     def _set_fitted_attributes(self) -> None:
         """Expose readable fitted parameters (``coef_`` ...) after training."""
 
+    def _check_covariates(self, behavior, eye_position) -> None:
+        """Raise unless the model takes these per-sample covariates (default: none)."""
+        name = type(self).__name__
+        if behavior is not None:
+            raise ValueError(
+                f"{name} does not take behavior=; with the exp link a behaviour gain is "
+                "a linear term: add the covariates as columns of X, or use CNNEncoder."
+            )
+        if eye_position is not None:
+            raise ValueError(
+                f"{name} does not take eye_position=; it shifts the Gaussian readout of "
+                "CNNEncoder(readout='gaussian')."
+            )
+
+    def _build_modulator(self, n_outputs: int, dtype: torch.dtype):
+        """The behaviour modulator of the module (None: no behaviour)."""
+        return None
+
+    @property
+    def _mask_missing(self) -> bool:
+        return getattr(self, "missing_responses", "raise") == "mask"
+
     # -------------------------------------------------------------- fitting
     @limits_threads
-    def fit(self, X, y, sample_weight=None, offset=None):
+    def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by maximum likelihood (plus penalties).
 
         Parameters
@@ -296,23 +384,33 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X : array-like
             Stimulus, of the shape the estimator documents.
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
-            Responses (spike counts per bin for count families).
+            Responses (spike counts per bin for count families). With
+            ``missing_responses="mask"``, NaN marks a neuron not recorded in
+            that sample (e.g. another session's neuron).
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights of the samples in the likelihood.
         offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
             Fixed term added to the linear predictor (e.g. log exposure).
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Behavioural covariates (running speed, pupil size ...) that
+            modulate every neuron's rate through a learned gain (models that
+            support it, see ``CNNEncoder``). A model fitted with them needs
+            them to predict, and one fitted without refuses them.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Eye position per sample, which shifts the read-out positions
+            (``CNNEncoder(readout="gaussian")``); likewise needed to predict.
 
         Returns
         -------
         self : object
         """
-        problem = self._prepare_fit(X, y, sample_weight, offset)
+        problem = self._prepare_fit(X, y, sample_weight, offset, behavior, eye_position)
         nets = (self._train_one_seed(problem, seed) for seed in problem.seeds)
         net, restart_losses = self._select(problem, nets)
         self._finalise_fit(problem, net, restart_losses)
         return self
 
-    def _prepare_fit(self, X, y, sample_weight, offset) -> _FitProblem:
+    def _prepare_fit(self, X, y, sample_weight, offset, behavior=None, eye_position=None):
         """Phase 1: validate everything, draw the seeds, move the data to the device once."""
         self._validate_params()
         if y is None:
@@ -337,6 +435,27 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 "itself, so an offset must be non-negative (an additive rate); got a "
                 f"minimum of {float(np.min(offset))!r}."
             )
+        self._check_covariates(behavior, eye_position)
+        covariates = self._validate_covariates(behavior, eye_position, X.shape[0], X.dtype)
+        # read by the hooks that build the module (_build_predictor, _build_modulator)
+        self._fit_covariates = {name: value.shape[1] for name, value in covariates.items()}
+        observed = None
+        if self._mask_missing:
+            observed = ~np.isnan(y_2d)  # one byte per entry
+            never = np.flatnonzero(~observed.any(axis=0))
+            if len(never):
+                raise ValueError(
+                    f"{len(never)} neuron(s) have no observed response (all NaN): columns "
+                    f"{never[:10].tolist()}{' ...' if len(never) > 10 else ''}; drop them."
+                )
+            if sample_weight is not None:
+                weighted = (sample_weight[:, None] > 0) & observed
+                never = np.flatnonzero(~weighted.any(axis=0))
+                if len(never):
+                    raise ValueError(
+                        f"{len(never)} neuron(s) have no observed response of positive "
+                        f"weight: columns {never[:10].tolist()}."
+                    )
 
         warm = self.warm_start and hasattr(self, "net_")
         if warm:
@@ -349,12 +468,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         n_trainings = 1 if batched else n_restarts
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_trainings)]
         dtype = self._torch_dtype(X)
-        mean_response = np.average(y_2d, axis=0, weights=sample_weight)
+        mean_response = _column_mean(y_2d, sample_weight, observed)
         start = None
         if not warm:
-            start = self._starting_values(family, link, y_2d, sample_weight, mean_response)
+            start = self._starting_values(
+                family, link, y_2d, sample_weight, mean_response, observed
+            )
         # the data become tensors on the device once, shared by all restarts
-        inputs = self._to_tensors(X, sample_weight, offset, dtype, device)
+        inputs = self._to_tensors(X, sample_weight, offset, dtype, device, covariates)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             targets = torch.as_tensor(y_2d, dtype=dtype, device=device)
@@ -363,6 +484,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             device=device, dtype=dtype, warm=warm, seeds=seeds,
             n_restarts=n_restarts, batched=batched,
             mean_response=mean_response, start=start, inputs=inputs, targets=targets,
+            observed=observed,
         )
 
     def _train_one_seed(self, problem: _FitProblem, seed: int) -> EncoderNet:
@@ -384,6 +506,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 y_2d.shape[1],
                 problem.family.trains_dispersion,
                 problem.n_restarts if problem.batched else 1,
+                modulator=self._build_modulator(
+                    y_2d.shape[1] * (problem.n_restarts if problem.batched else 1), problem.dtype
+                ),
             )
             if problem.warm:
                 self._load_warm_start(module)
@@ -407,6 +532,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
                 criterion=NegativeLogLikelihood,
                 criterion__family=problem.family,
                 criterion__link=problem.link,
+                criterion__mask_missing=problem.observed is not None,
                 iterator_train__shuffle=True,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
                 device=device,
@@ -492,8 +618,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         self._y_ndim = problem.y.ndim
         self.sample_shape_ = tuple(problem.X.shape[1:])
         self.mean_response_ = problem.mean_response
+        self.n_behavior_covariates_ = (
+            0 if "behavior" not in problem.inputs else int(problem.inputs["behavior"].shape[1])
+        )
+        self.uses_eye_position_ = "eye_position" in problem.inputs
         self.dispersion_ = self._fitted_dispersion(
-            problem.y_2d, training_eta, problem.sample_weight
+            problem.y_2d, training_eta, problem.sample_weight, problem.observed
         )
         self.n_iter_ = self._n_iter()
         self._set_fitted_attributes()
@@ -547,17 +677,71 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         dtype = next(self.module_.parameters()).dtype
         return self._to_tensors(X, None, None, dtype, self.device_)["X"]
 
+    def _validate_covariates(self, behavior, eye_position, n_samples: int, dtype) -> dict:
+        """Behaviour ``(n, n_covariates)`` and eye position ``(n, 2)`` as finite 2-D arrays."""
+        covariates = {}
+        for name, value in (("behavior", behavior), ("eye_position", eye_position)):
+            if value is None:
+                continue
+            value = check_array(value, ensure_2d=False, dtype=dtype, input_name=name)
+            if value.ndim == 1:
+                value = value[:, None]
+            if value.ndim != 2 or value.shape[0] != n_samples:
+                raise ValueError(
+                    f"{name} must have shape (n_samples, n_covariates) with n_samples = "
+                    f"{n_samples}; got {value.shape}."
+                )
+            if name == "eye_position" and value.shape[1] != 2:
+                raise ValueError(
+                    f"eye_position must have 2 columns (horizontal, vertical); got {value.shape}."
+                )
+            covariates[name] = value
+        return covariates
+
+    def _check_fitted_covariates(self, behavior, eye_position, n_samples, dtype) -> dict:
+        """Covariates at prediction time: exactly those the model was fitted with."""
+        fitted = {
+            "behavior": getattr(self, "n_behavior_covariates_", 0) > 0,
+            "eye_position": getattr(self, "uses_eye_position_", False),
+        }
+        for name, value in (("behavior", behavior), ("eye_position", eye_position)):
+            if fitted[name] and value is None:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted with {name}=; pass {name}= "
+                    "for the samples to predict as well."
+                )
+            if not fitted[name] and value is not None:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted without {name}=; it cannot use "
+                    f"{name} now. Refit with {name}= to model it."
+                )
+        covariates = self._validate_covariates(behavior, eye_position, n_samples, dtype)
+        if "behavior" in covariates and (
+            covariates["behavior"].shape[1] != self.n_behavior_covariates_
+        ):
+            raise ValueError(
+                f"behavior has {covariates['behavior'].shape[1]} column(s) but the model was "
+                f"fitted with {self.n_behavior_covariates_}."
+            )
+        return covariates
+
     def _validate_y(self, y, *, n_samples: int, family, dtype) -> np.ndarray:
         # X and y are validated separately so that errors name which one is wrong
+        missing = "allow-nan" if self._mask_missing else True
         y = check_array(
-            y, ensure_2d=False, dtype=dtype, input_name="y", ensure_min_samples=1
+            y, ensure_2d=False, dtype=dtype, input_name="y", ensure_min_samples=1,
+            ensure_all_finite=missing,
         )
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D (samples x neurons); got shape {y.shape}.")
         if y.ndim == 2 and y.shape[1] == 0:
             raise ValueError("y has no columns (neurons).")
         check_consistent_length(np.empty((n_samples, 0)), y)
-        family.validate_response(y)
+        if self._mask_missing:
+            nan = np.isnan(y)
+            family.validate_response(y[~nan] if nan.any() else y)
+        else:
+            family.validate_response(y)
         return y
 
     def _validate_offset(self, offset, y_shape, dtype):
@@ -601,7 +785,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             )
         module.load_state_dict(previous)
 
-    def _starting_values(self, family, link, y_2d, sample_weight, mean_response=None):
+    def _starting_values(
+        self, family, link, y_2d, sample_weight, mean_response=None, observed=None
+    ):
         """Linear predictor of each neuron's mean response, and its raw marginal dispersion.
 
         Returns ``(eta, raw_dispersion)`` as arrays of shape (n_neurons,);
@@ -609,7 +795,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """
         mean = mean_response
         if mean is None:
-            mean = np.average(y_2d, axis=0, weights=sample_weight)
+            mean = _column_mean(y_2d, sample_weight, observed)
         if link.positive:
             mean = np.maximum(mean, _MIN_INITIAL_MEAN)
         low, high = family.mean_bounds
@@ -618,8 +804,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             mean = np.minimum(mean, high - _MIN_INITIAL_MEAN)
         raw = None
         if family.trains_dispersion:
-            dispersion = family.estimate_dispersion(
-                y_2d, np.broadcast_to(mean, y_2d.shape), sample_weight
+            dispersion = _estimate_dispersion(
+                family, y_2d, np.broadcast_to(mean, y_2d.shape), sample_weight, observed
             )
             raw = family.raw_from_dispersion(dispersion)
         return link.link(mean), raw
@@ -642,7 +828,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             with torch.no_grad():
                 module.raw_dispersion.copy_(torch.as_tensor(raw, dtype=dtype).repeat(copies))
 
-    def _to_tensors(self, X, sample_weight, offset, dtype, device) -> dict:
+    def _to_tensors(self, X, sample_weight, offset, dtype, device, covariates=None) -> dict:
         """Inputs as tensors on the device, converted once (no copy on CPU when possible).
 
         A :class:`~sklearn_cnnenc.data.LazyArray` stays on disk: it is streamed.
@@ -663,9 +849,11 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             inputs["sample_weight"] = torch.as_tensor(sample_weight, dtype=dtype, device=device)
         if offset is not None:
             inputs["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)
+        for name, value in (covariates or {}).items():
+            inputs[name] = torch.as_tensor(value, dtype=dtype, device=device)
         return inputs
 
-    def _fitted_dispersion(self, y_2d, training_eta, sample_weight):
+    def _fitted_dispersion(self, y_2d, training_eta, sample_weight, observed=None):
         """Trained dispersion, or the family's estimate from the training fit."""
         raw = self.net_.module_.raw_dispersion
         if raw is not None:
@@ -673,7 +861,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         if training_eta is None:
             return None
         mean = self._mean_from_eta(training_eta)
-        return self.family_.estimate_dispersion(y_2d, mean, sample_weight)
+        return _estimate_dispersion(self.family_, y_2d, mean, sample_weight, observed)
 
     def _n_iter(self) -> int:
         state = getattr(self.net_.optimizer_, "state", {})
@@ -706,13 +894,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         return len(self.net_.history)
 
     # ------------------------------------------------------------ prediction
-    def _linear_predictor(self, X, offset=None) -> np.ndarray:
+    def _linear_predictor(self, X, offset=None, behavior=None, eye_position=None):
         """Linear predictor ``eta``, a tensor of shape (n_samples, n_outputs) on the device."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         dtype = next(self.net_.module_.parameters()).dtype
         offset = self._validate_offset(offset, (X.shape[0], self.n_outputs_), X.dtype)
-        inputs = self._to_tensors(X, None, offset, dtype, self.device_)
+        covariates = self._check_fitted_covariates(behavior, eye_position, X.shape[0], X.dtype)
+        inputs = self._to_tensors(X, None, offset, dtype, self.device_, covariates)
         return self.net_.forward(inputs, device=self.device_)
 
     def _mean_from_eta(self, eta: torch.Tensor) -> np.ndarray:
@@ -722,7 +911,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         return array[:, 0] if self._y_ndim == 1 else array
 
     @limits_threads
-    def predict(self, X, offset=None):
+    def predict(self, X, offset=None, behavior=None, eye_position=None):
         """Expected response E[y | x] (e.g. spike count per bin).
 
         Parameters
@@ -731,21 +920,32 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             Stimulus, shaped as for ``fit``.
         offset : array-like, optional
             Fixed term added to the linear predictor, as in ``fit``.
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Needed exactly when the model was fitted with ``behavior=``.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Needed exactly when the model was fitted with ``eye_position=``.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_neurons)
             Same shape and units as the ``y`` seen in ``fit``.
         """
-        return self._shape_like_y(self._mean_from_eta(self._linear_predictor(X, offset)))
+        eta = self._linear_predictor(X, offset, behavior, eye_position)
+        return self._shape_like_y(self._mean_from_eta(eta))
 
-    def predict_distribution(self, X, offset=None) -> ResponseDistribution:
+    def predict_distribution(
+        self, X, offset=None, behavior=None, eye_position=None
+    ) -> ResponseDistribution:
         """The predicted distribution p(y | x) of every sample.
 
         Parameters
         ----------
         X : array-like
         offset : array-like, optional
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Needed exactly when the model was fitted with ``behavior=``.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Needed exactly when the model was fitted with ``eye_position=``.
 
         Returns
         -------
@@ -754,26 +954,44 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             n_neurons) and dispersion; ``distribution.mean`` is the expected
             response and ``distribution.log_prob(y)`` broadcasts.
         """
-        eta = self._linear_predictor(X, offset).detach().cpu().double().numpy()
+        eta = self._linear_predictor(X, offset, behavior, eye_position)
+        eta = eta.detach().cpu().double().numpy()
         return ResponseDistribution(self.family_, self.link_, eta, self.dispersion_)
 
-    def log_likelihood(self, X, y, *, offset=None, per_neuron: bool = False) -> np.ndarray:
+    def log_likelihood(
+        self,
+        X,
+        y,
+        *,
+        offset=None,
+        per_neuron: bool = False,
+        behavior=None,
+        eye_position=None,
+    ) -> np.ndarray:
         """Log-likelihood log p(y | x) of each sample, in nats, constants included.
 
         Parameters
         ----------
         X : array-like
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+            With ``missing_responses="mask"``, NaN entries are not scored.
         offset : array-like, optional
         per_neuron : bool, default=False
             Return one value per sample and neuron instead of the sum over
             neurons (neurons are conditionally independent given x).
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Needed exactly when the model was fitted with ``behavior=``.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Needed exactly when the model was fitted with ``eye_position=``.
 
         Returns
         -------
         log_likelihood : ndarray of shape (n_samples,) or (n_samples, n_neurons)
+            With ``missing_responses="mask"``: NaN at the missing entries
+            (``per_neuron=True``), or the sum over each sample's observed
+            neurons.
         """
-        distribution = self.predict_distribution(X, offset)
+        distribution = self.predict_distribution(X, offset, behavior, eye_position)
         n_samples = len(distribution.eta)
         y = self._validate_y(y, n_samples=n_samples, family=self.family_, dtype=np.float64)
         y = y.reshape(n_samples, -1)
@@ -781,11 +999,16 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"y has {y.shape[1]} neuron(s) but the model was fitted on {self.n_outputs_}."
             )
-        log_prob = distribution.log_prob(y)
-        return log_prob if per_neuron else log_prob.sum(axis=1)
+        missing = np.isnan(y) if self._mask_missing else None
+        if missing is None or not missing.any():
+            log_prob = distribution.log_prob(y)
+            return log_prob if per_neuron else log_prob.sum(axis=1)
+        log_prob = distribution.log_prob(np.where(missing, 1.0, y))  # 1: valid in every family
+        log_prob[missing] = np.nan
+        return log_prob if per_neuron else np.nansum(log_prob, axis=1)
 
     @limits_threads
-    def score(self, X, y, sample_weight=None, offset=None):
+    def score(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Mean log-likelihood per sample and neuron, in nats (higher is better).
 
         Constants such as ``log y!`` are included, so scores of different
@@ -800,12 +1023,32 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             of weight zero are left out.
         offset : array-like, optional
             Fixed term added to the linear predictor, as in ``fit``.
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Needed exactly when the model was fitted with ``behavior=``.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Needed exactly when the model was fitted with ``eye_position=``.
 
         Returns
         -------
         score : float
+            With ``missing_responses="mask"``, the mean over the observed
+            entries only (each weighted by its sample's weight).
         """
-        log_prob = self.log_likelihood(X, y, offset=offset, per_neuron=True).mean(axis=1)
+        log_prob = self.log_likelihood(
+            X, y, offset=offset, per_neuron=True, behavior=behavior, eye_position=eye_position
+        )
+        if self._mask_missing:
+            observed = ~np.isnan(log_prob)
+            sample_weight = _check_sample_weight(sample_weight, log_prob)
+            weight = observed.sum(axis=1).astype(float)
+            if sample_weight is not None:
+                weight = weight * sample_weight
+            keep = weight > 0
+            if not keep.any():
+                raise ValueError("No observed response (all NaN or of zero weight) to score.")
+            per_sample = np.nanmean(log_prob[keep], axis=1)
+            return float(np.average(per_sample, weights=weight[keep]))
+        log_prob = log_prob.mean(axis=1)
         sample_weight = _check_sample_weight(sample_weight, log_prob)
         if sample_weight is None:
             return float(np.mean(log_prob))
@@ -813,7 +1056,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         keep = sample_weight > 0
         return float(np.average(log_prob[keep], weights=sample_weight[keep]))
 
-    def sample(self, X, random_state=None, offset=None) -> np.ndarray:
+    def sample(
+        self, X, random_state=None, offset=None, behavior=None, eye_position=None
+    ) -> np.ndarray:
         """Draw responses from the fitted model.
 
         Parameters
@@ -821,12 +1066,17 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         X : array-like
         random_state : int, RandomState instance or None
         offset : array-like, optional
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Needed exactly when the model was fitted with ``behavior=``.
+        eye_position : array-like of shape (n_samples, 2), optional
+            Needed exactly when the model was fitted with ``eye_position=``.
 
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_neurons)
         """
-        return self._shape_like_y(self.predict_distribution(X, offset).sample(random_state))
+        distribution = self.predict_distribution(X, offset, behavior, eye_position)
+        return self._shape_like_y(distribution.sample(random_state))
 
     def __setstate__(self, state):
         if "_input_shape" in state:  # pickled before sample_shape_ was public

@@ -127,6 +127,14 @@ class CandidateLikelihood:
         computed it once for more rows than this batch (default: computed
         here).
         """
+        missing = np.isnan(Y)
+        if missing.any():
+            # responses not recorded (an encoder with missing_responses="mask")
+            # leave out their neurons' terms: pair by pair, exact for any family
+            filled = np.where(missing, 1.0, Y)  # a valid response of every family
+            log_prob = self._distribution.log_prob(filled[:, None, :])
+            log_prob[np.broadcast_to(missing[:, None, :], log_prob.shape)] = 0.0
+            return log_prob.sum(axis=2)
         if response_term is None:
             response_term = self.response_term(Y)
         if not self._gemm:
@@ -151,9 +159,13 @@ class CandidateLikelihood:
             return self.family.log_normalizer(torch.as_tensor(Y))
         return self.family.response_term(Y, self._dispersion)
 
-    def chunk_rows(self, n_rows: int) -> int:
-        """Responses per chunk so that temporaries stay within the memory budget."""
-        width = self.n_candidates * (1 if self._gemm else self.n_neurons)
+    def chunk_rows(self, n_rows: int, pairwise: bool = False) -> int:
+        """Responses per chunk so that temporaries stay within the memory budget.
+
+        ``pairwise``: the responses have missing entries (NaN), which are
+        scored pair by pair.
+        """
+        width = self.n_candidates * (1 if self._gemm and not pairwise else self.n_neurons)
         # the matrix, its moving sum over bins (or an exp() temporary) and
         # the caller's copy of the normalised posterior
         row_bytes = 3 * 8 * max(width, 1)
@@ -171,10 +183,11 @@ class CandidateLikelihood:
         response term ``c(y)``, computed once for all of ``Y``.
         """
         n_rows = len(Y)
-        chunk = self.chunk_rows(n_rows)
+        pairwise = bool(np.isnan(Y).any())
+        chunk = self.chunk_rows(n_rows, pairwise)
         # c(y) (log y! for counts) depends on the responses alone: once per
         # call, not once per chunk (nor again for the bins a window re-reads)
-        response_term = self.response_term(Y)
+        response_term = None if pairwise else self.response_term(Y)
         for start in range(0, n_rows, chunk):
             stop = min(start + chunk, n_rows)
             first = max(0, start - integrate_bins + 1)

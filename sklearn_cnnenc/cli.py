@@ -6,7 +6,8 @@
     fitted by a Poisson GLM, an LN model and a CNN, each with a small grid
     search, compared by nested cross-validation neuron by neuron.
 ``cnnenc compare --data FILE``
-    The same on your data (``.npz`` with ``X``, ``y``, optional ``groups``, or
+    The same on your data (``.npz`` with ``X``, ``y``, optional ``groups`` and
+    ``behavior``; ``--missing mask`` for NaN-padded sessions; or
     an NWB file).
 ``cnnenc fit`` / ``cnnenc predict``
     Fit one model and save it (versions recorded); predict on new stimuli.
@@ -279,7 +280,8 @@ def _demo_figures(results, data, X, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: bool = True):
+def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: bool = True,
+               behavior: str | None = None):
     from .io import load_hdf5, load_npz, load_nwb
 
     suffix = Path(path).suffix.lower()
@@ -294,7 +296,7 @@ def _load_data(path: str, stimulus: str | None, bin_s: float | None, require_y: 
     if suffix in (".h5", ".hdf5"):
         return load_hdf5(path)
     if suffix == ".nwb":
-        return load_nwb(path, stimulus=stimulus, bin_s=bin_s)
+        return load_nwb(path, stimulus=stimulus, bin_s=bin_s, behavior=behavior)
     raise ValueError(f"{path}: expected a .npz or .nwb file, or an .h5 file.")
 
 
@@ -311,7 +313,8 @@ def _design(args, require_y: bool = True, lazy: bool = False):
     from .data import LazyArray
     from .preprocessing import TimeLagger
 
-    data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y)
+    data = _load_data(args.data, args.stimulus, args.bin_s, require_y=require_y,
+                      behavior=getattr(args, "behavior", None))
     n_lags = getattr(args, "n_lags", None)
     # a CNN alone streams an HDF5 stimulus set; GLM and LN models read it in
     X = data.X if lazy and n_lags is None and isinstance(data.X, LazyArray) else np.asarray(
@@ -346,7 +349,8 @@ def _design(args, require_y: bool = True, lazy: bool = False):
         X_cnn = X_flat
     y = None if data.get("y") is None else np.asarray(data.y, dtype=float)
     return Bunch(X=X_flat, X_cnn=X_cnn, y=y, groups=data.get("groups"),
-                 input_shape=input_shape, input_type=input_type, n_lags=n_lags)
+                 input_shape=input_shape, input_type=input_type, n_lags=n_lags,
+                 behavior=data.get("behavior"))
 
 
 def _input_shape(X: np.ndarray, given: str | None, input_type: str):
@@ -377,10 +381,15 @@ def _compare(args) -> int:
     grouped = data.groups is not None
     grids = _parse_grids(args.grid)
     # the GLM's built-in grid is scaled to the data, so that it brackets the optimum
-    alphas = glm_alpha_grid(data.X, data.y) if "glm" in names else None
+    y_grid = data.y
+    if args.missing == "mask":  # missing entries at their neuron's mean: no gradient
+        y_grid = np.where(np.isnan(data.y), np.nanmean(data.y, axis=0), data.y)
+    alphas = glm_alpha_grid(data.X, y_grid) if "glm" in names else None
     models = _build_models(names, data.input_shape, args.device, quick=False,
                            glm_alphas=alphas, input_type=data.input_type,
                            grouped=grouped, n_lags=data.n_lags, grids=grids)
+    behavior = data.get("behavior")
+    models = _for_sessions(models, args.missing, behavior is not None, args.device)
     if grouped:
         cv = GroupKFold(args.cv)
     elif data.n_lags:
@@ -393,7 +402,8 @@ def _compare(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = compare_models(models, X, data.y, cv=cv, n_jobs=args.n_jobs,
-                                 groups=data.groups, scheduler=args.scheduler, verbose=True)
+                                 groups=data.groups, scheduler=args.scheduler, verbose=True,
+                                 behavior=behavior)
     # compare_models summarises convergence, grid-edge and silent-unit problems per
     # model after its progress bar: one line each here
     notes = []
@@ -418,6 +428,32 @@ def _is_summary(warning) -> bool:
     from .model_selection import GridEdgeWarning, SilentUnitWarning
 
     return issubclass(warning.category, ConvergenceWarning | GridEdgeWarning | SilentUnitWarning)
+
+
+def _for_sessions(models: dict, missing: str, behavior: bool, device) -> dict:
+    """Adapt the compared models to NaN-padded responses and to behaviour.
+
+    ``missing="mask"``: every model masks NaN responses (the GLM searches its
+    alphas with GridSearchCV, as PoissonGLMCV has no mask). With behaviour,
+    the CNN is fitted without its inner search, so that compare_models can
+    pass it the behaviour; the GLM and LN model stay stimulus-only baselines.
+    """
+    from sklearn.model_selection import GridSearchCV
+
+    from . import PoissonGLM
+
+    adapted = dict(models)
+    if missing == "mask":
+        for name, model in models.items():
+            if name == "glm":
+                adapted[name] = GridSearchCV(
+                    PoissonGLM(missing_responses="mask", device=device),
+                    {"alpha": list(model.alphas or (1e-3, 1e-2, 0.1, 1.0))}, cv=model.cv)
+            else:
+                model.estimator.set_params(missing_responses="mask")
+    if behavior and "cnn" in adapted:
+        adapted["cnn"] = adapted["cnn"].estimator
+    return adapted
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -451,9 +487,13 @@ def _fit(args) -> int:
         params.setdefault("input_type", data.input_type)
         X = data.X_cnn
     model = classes[args.model](**params)
-    model.fit(X, data.y)
+    covariates = {}
+    if data.get("behavior") is not None:
+        covariates["behavior"] = data.behavior
+    model.fit(X, data.y, **covariates)
     path = save_model(model, args.out)
-    print(f"Fitted {model!r}; training log-likelihood {model.score(X, data.y):.4f} "
+    score = model.score(X, data.y, **covariates)
+    print(f"Fitted {model!r}; training log-likelihood {score:.4f} "
           f"nats/bin; saved to {path}")
     return 0
 
@@ -465,7 +505,12 @@ def _predict(args) -> int:
     model = load_model(args.model)
     data = _design(args, require_y=False, lazy=isinstance(model, CNNEncoder))
     X = data.X_cnn if isinstance(model, CNNEncoder) else data.X
-    prediction = model.predict(X)
+    covariates = {}
+    if getattr(model, "n_behavior_covariates_", 0):
+        if data.get("behavior") is None:
+            raise ValueError("The model was fitted with behaviour: the data need a behavior array.")
+        covariates["behavior"] = data.behavior
+    prediction = model.predict(X, **covariates)
     np.savez(args.out, y_pred=prediction)
     print(f"Predicted {prediction.shape} responses; saved y_pred to {args.out}")
     return 0
@@ -489,9 +534,13 @@ def _parser() -> argparse.ArgumentParser:
 
     def data_arguments(command):
         command.add_argument("--data", required=True,
-                             help=".npz or .h5 (X, y, groups; .h5 X is streamed) or .nwb file")
+                             help=".npz (X, y, groups, behavior) or .h5 (X, y, groups; "
+                                  ".h5 X is streamed) or .nwb file")
         command.add_argument("--stimulus", help="NWB only: name of the stimulus time series")
         command.add_argument("--bin-s", type=float, help="NWB only: bin width in seconds")
+        command.add_argument("--behavior",
+                             help="NWB only: name of a behaviour time series (an .npz "
+                                  "gives it as its behavior array)")
         command.add_argument("--input-shape", help="CNN input shape for flat X, e.g. 1,32,32")
         command.add_argument("--input-type", default="auto",
                              choices=("auto", "image", "time_series", "video"),
@@ -505,6 +554,8 @@ def _parser() -> argparse.ArgumentParser:
     data_arguments(compare)
     compare.add_argument("--models", default="glm,ln,cnn", help="comma-separated: glm,ln,cnn")
     compare.add_argument("--cv", type=int, default=5, help="number of contiguous folds")
+    compare.add_argument("--missing", default="raise", choices=("raise", "mask"),
+                         help="mask: NaN in y marks neurons not recorded (several sessions)")
     compare.add_argument("--out", default="cnnenc-compare")
     compare.add_argument("--n-jobs", type=int, default=None)
     compare.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")

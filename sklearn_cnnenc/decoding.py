@@ -69,6 +69,12 @@ def _predict_distribution(encoder, X) -> ResponseDistribution:
     return encoder.predict_distribution(X)
 
 
+def _observed(X: np.ndarray) -> np.ndarray:
+    """The recorded responses (NaN marks a neuron not recorded, for masking encoders)."""
+    missing = np.isnan(X)
+    return X[~missing] if missing.any() else X
+
+
 def _check_non_negative(X: np.ndarray, non_negative: bool) -> None:
     if non_negative and np.any(X < 0):
         raise ValueError(
@@ -116,6 +122,10 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         :class:`~sklearn.pipeline.Pipeline` ending in one (for example a
         spatial basis followed by a :class:`~sklearn_cnnenc.PoissonGLM`).
         It must provide ``predict_distribution`` and ``log_likelihood``.
+        With ``missing_responses="mask"`` on it, responses may hold NaN
+        (neurons not recorded in that trial, e.g. another session's): their
+        terms drop out of the likelihood, which is then evaluated pair by
+        pair (response, candidate), exact for every family.
     stimuli : array-like of shape (n_candidates, ...), default=None
         The candidate set: row ``k`` is the stimulus of class label ``k``, in
         the encoder's input format (feature vectors, images, positions). A
@@ -242,7 +252,7 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         _check_encoder(self.encoder)
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite=self._missing())
         check_classification_targets(y)
         _check_non_negative(X, self.__sklearn_tags__().input_tags.positive_only)
 
@@ -270,7 +280,7 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
                 f"X has {X.shape[1]} neuron(s) (columns) but the encoder predicts "
                 f"{n_outputs}."
             )
-        distribution.family.validate_response(X)
+        distribution.family.validate_response(_observed(X))
         self._likelihood = CandidateLikelihood(distribution)
         self.candidate_mean_ = distribution.mean
         with np.errstate(divide="ignore"):
@@ -347,12 +357,19 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         return prior
 
     # ------------------------------------------------------------- posterior
+    def _missing(self) -> bool | str:
+        """``ensure_all_finite`` of the responses: NaN allowed when the encoder masks them."""
+        masked = getattr(_final_step(self.encoder), "missing_responses", "raise") == "mask"
+        return "allow-nan" if masked else True
+
     def _validate_responses(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(
+            self, X, reset=False, dtype=np.float64, ensure_all_finite=self._missing()
+        )
         family = self._likelihood.family
         _check_non_negative(X, family.non_negative)
-        family.validate_response(X)
+        family.validate_response(_observed(X))
         return X
 
     def _iter_log_joint(self, X: np.ndarray):

@@ -145,6 +145,17 @@ class PoissonGLM(BaseEncoder):
         estimators of the library share one interface.
     verbose : int, default=0
         Print the training table of skorch when positive.
+    missing_responses : {"raise", "mask"}, default="raise"
+        What a NaN in ``y`` means. ``"raise"``: an error. ``"mask"``: a
+        response that was not recorded (another session's neuron): NaN
+        entries drop out of the training likelihood (each neuron's loss is
+        its mean negative log-likelihood over its own observed entries), the
+        validation loss, the starting intercepts, ``score`` (mean over
+        observed entries) and ``log_likelihood`` (NaN there); a neuron
+        never observed is a ValueError. Memory: the mask is derived from the
+        NaNs per batch (1 byte per entry, transient); ``y`` is not copied to
+        float64: 7 sessions x 6,000 trials x 8,000 neurons in float32 take
+        1.3 GB, 1.7 GB with the mask.
 
     Attributes
     ----------
@@ -227,6 +238,7 @@ class PoissonGLM(BaseEncoder):
         device: str = "cpu",
         random_state=None,
         verbose: int = 0,
+        missing_responses: str = "raise",
     ) -> None:
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -242,8 +254,9 @@ class PoissonGLM(BaseEncoder):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.missing_responses = missing_responses
 
-    def fit(self, X, y, sample_weight=None, offset=None):
+    def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by penalised maximum likelihood.
 
         Parameters
@@ -253,6 +266,9 @@ class PoissonGLM(BaseEncoder):
         sample_weight : array-like of shape (n_samples,), optional
         offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
             Fixed term added to the linear predictor (e.g. log exposure).
+        behavior, eye_position : None
+            Not taken by a GLM (a ValueError says so): with the exp link a
+            behaviour gain is a linear term, a column of ``X``.
 
         Returns
         -------
@@ -266,7 +282,10 @@ class PoissonGLM(BaseEncoder):
         # fit (the fitted net never holds the training data)
         self._objective_slot = _ObjectiveSlot()
         try:
-            return super().fit(X, y, sample_weight=sample_weight, offset=offset)
+            return super().fit(
+                X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
+                eye_position=eye_position,
+            )
         finally:
             self._objective_slot.function = None
             del self._scale_weight, self._fit_offset, self._objective_slot
@@ -359,6 +378,8 @@ class PoissonGLM(BaseEncoder):
             not isinstance(X, np.ndarray)
             or family.trains_dispersion
             or resolve_device(self.device).type != "cpu"
+            # missing responses: the generic closure, whose criterion masks them
+            or (self._mask_missing and np.isnan(y).any())
         ):
             return None
         link = family.check_link(

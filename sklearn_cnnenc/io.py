@@ -38,7 +38,7 @@ def _existing_file(path: str | Path) -> Path:
 
 
 def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
-    """Load ``X``, ``y`` and optional ``groups`` from a ``.npz`` file.
+    """Load ``X``, ``y`` and optional ``groups`` and ``behavior`` from a ``.npz`` file.
 
     Parameters
     ----------
@@ -50,7 +50,10 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     Returns
     -------
     data : Bunch
-        ``X``, ``y`` and ``groups`` (None when absent).
+        ``X``, ``y``, ``groups`` and ``behavior`` (None when absent).
+        ``behavior`` is (n_samples, n_covariates) behaviour (running speed,
+        pupil size ...); ``y`` may hold NaN for neurons not recorded in a
+        sample (fit with ``missing_responses="mask"``).
 
     Examples
     --------
@@ -73,7 +76,7 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in ("X", "y", "groups")
+            arrays = {name: archive[name] for name in ("X", "y", "groups", "behavior")
                       if name in archive.files}
             files = sorted(archive.files)
     except (ValueError, OSError, zipfile.BadZipFile, AttributeError, EOFError) as error:
@@ -99,7 +102,10 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
         raise ValueError(f"X has {len(X)} samples but y has {len(y)} in {path}.")
     if groups is not None and len(groups) != len(X):
         raise ValueError(f"groups has {len(groups)} entries but X has {len(X)} in {path}.")
-    return Bunch(X=X, y=y, groups=groups)
+    behavior = arrays.get("behavior")
+    if behavior is not None and len(behavior) != len(X):
+        raise ValueError(f"behavior has {len(behavior)} rows but X has {len(X)} in {path}.")
+    return Bunch(X=X, y=y, groups=groups, behavior=behavior)
 
 
 def load_hdf5(path: str | Path, *, X: str = "X", y: str = "y", groups: str = "groups") -> Bunch:
@@ -221,7 +227,12 @@ def bin_spike_times(spike_times: list[np.ndarray], edges: np.ndarray) -> np.ndar
     return np.bincount(flat, minlength=n_bins * n_units).reshape(n_bins, n_units).astype(float)
 
 
-def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None = None) -> Bunch:
+def load_nwb(
+    path: str | Path,
+    stimulus: str | None = None,
+    bin_s: float | None = None,
+    behavior: str | None = None,
+) -> Bunch:
     """Stimulus and binned spike counts from an NWB file.
 
     Parameters
@@ -236,13 +247,17 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
         Bin width in seconds. Without it, each stimulus sample is one bin
         (spikes counted until the next sample). With it, bins are regular and
         each takes the stimulus sample shown at its start (sample and hold).
+    behavior : str, optional
+        Name of a behaviour ``TimeSeries`` (running speed, pupil size ...) in
+        the ``behavior`` processing module or in ``acquisition``: each bin
+        takes its last sample at or before the bin start (sample and hold).
 
     Returns
     -------
     data : Bunch
         ``X`` (n_bins, ...) stimulus, ``y`` (n_bins, n_units) spike counts,
         ``time`` (n_bins,) bin starts in seconds, ``unit_ids``, ``groups``
-        (None).
+        (None) and ``behavior`` ((n_bins, n_covariates), or None).
 
     Examples
     --------
@@ -285,6 +300,18 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
             raise ValueError(f"{path} has no units table with spike times.")
         spike_times = [np.asarray(t, dtype=float) for t in nwbfile.units["spike_times"][:]]
         unit_ids = np.asarray(nwbfile.units.id[:])
+        behavior_series = None
+        if behavior is not None:
+            candidates = dict(nwbfile.acquisition)
+            if "behavior" in nwbfile.processing:
+                candidates.update(nwbfile.processing["behavior"].data_interfaces)
+            found = {key: value for key, value in candidates.items() if hasattr(value, "data")}
+            if behavior not in found:
+                raise ValueError(
+                    f"No behaviour time series named {behavior!r}; the file holds {sorted(found)}."
+                )
+            behavior_values = np.asarray(found[behavior].data[:], dtype=float)
+            behavior_series = (behavior_values, _sample_times(found[behavior]))
     if bin_s is None:
         step = np.median(np.diff(sample_times)) if len(sample_times) > 1 else 1.0
         edges = np.append(sample_times, sample_times[-1] + step)
@@ -300,7 +327,12 @@ def load_nwb(path: str | Path, stimulus: str | None = None, bin_s: float | None 
         shown = np.searchsorted(sample_times, edges[:-1], side="right") - 1
         X = data[np.clip(shown, 0, len(data) - 1)]
     y = bin_spike_times(spike_times, edges)
-    return Bunch(X=X, y=y, time=edges[:-1], unit_ids=unit_ids, groups=None)
+    B = None
+    if behavior_series is not None:
+        values, times = behavior_series
+        held = np.searchsorted(times, edges[:-1], side="right") - 1
+        B = values[np.clip(held, 0, len(values) - 1)].reshape(len(y), -1)
+    return Bunch(X=X, y=y, time=edges[:-1], unit_ids=unit_ids, groups=None, behavior=B)
 
 
 def _versions() -> dict:

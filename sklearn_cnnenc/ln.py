@@ -123,6 +123,17 @@ class LNModel(BaseEncoder):
     random_state : int, RandomState instance or None, default=None
         Seeds the random starts.
     verbose : int, default=0
+    missing_responses : {"raise", "mask"}, default="raise"
+        What a NaN in ``y`` means. ``"raise"``: an error. ``"mask"``: a
+        response that was not recorded (another session's neuron): NaN
+        entries drop out of the training likelihood (each neuron's loss is
+        its mean negative log-likelihood over its own observed entries), the
+        validation loss, the starting intercepts, ``score`` (mean over
+        observed entries) and ``log_likelihood`` (NaN there); a neuron
+        never observed is a ValueError. Memory: the mask is derived from the
+        NaNs per batch (1 byte per entry, transient); ``y`` is not copied to
+        float64: 7 sessions x 6,000 trials x 8,000 neurons in float32 take
+        1.3 GB, 1.7 GB with the mask.
 
     Attributes
     ----------
@@ -230,6 +241,7 @@ class LNModel(BaseEncoder):
         device: str = "cpu",
         random_state=None,
         verbose: int = 0,
+        missing_responses: str = "raise",
     ) -> None:
         self.n_filters = n_filters
         self.nonlinearity = nonlinearity
@@ -248,6 +260,7 @@ class LNModel(BaseEncoder):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.missing_responses = missing_responses
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         # column-major storage, as for PoissonGLM: fast full-batch products and
@@ -338,6 +351,12 @@ class LNModel(BaseEncoder):
         if self._is_convex() or self.nonlinearity == "square":
             return
         inputs, targets = problem.inputs, problem.targets
+        if problem.observed is not None:
+            # missing responses sit at their neuron's mean: no STA contribution
+            mean = torch.as_tensor(
+                problem.mean_response, dtype=targets.dtype, device=targets.device
+            )
+            targets = torch.where(torch.isnan(targets), mean, targets)
         weight = inputs.get("sample_weight")
         if weight is None:
             centred = targets - targets.mean(dim=0)

@@ -29,6 +29,7 @@ into a scorer for ``GridSearchCV``, ``cross_val_score`` and ``cross_validate``.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import warnings
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from .distributions import Family, get_family
+from .utils._missing import observation_groups
 
 __all__ = [
     "log_likelihood",
@@ -271,9 +273,104 @@ def _average_outputs(
     return float(np.mean(values[~undefined]))
 
 
+# --- missing responses ------------------------------------------------------
+
+_MISSING_OPTIONS = ("raise", "mask")
+
+_MISSING_DOC = """    missing : {"raise", "mask"}, default="raise"
+        What a NaN in ``y_true`` means. ``"raise"``: an error. ``"mask"``: a
+        response that was not recorded (a neuron of another session): each
+        neuron's value is computed over its observed samples only, and the
+        average over neurons is taken as usual. The scorers pass
+        ``missing="mask"`` for estimators fitted with
+        ``missing_responses="mask"``.
+
+"""
+
+
+def _mask_aware(function: Callable) -> Callable:
+    """Give a per-neuron metric the ``missing`` keyword (see ``_MISSING_DOC``).
+
+    With ``missing="mask"`` and NaN in ``y_true``, the metric runs once per
+    group of neurons observed in the same samples (about one per session),
+    on those samples, and the per-neuron values are put back together.
+    """
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(y_true, y_pred, *args, missing: str = "raise", **kwargs):
+        _check_option(missing, _MISSING_OPTIONS, "missing")
+        if missing == "raise":
+            return function(y_true, y_pred, *args, **kwargs)
+        bound = signature.bind(y_true, y_pred, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        true = check_array(
+            arguments.pop("y_true"), ensure_2d=False, dtype=np.float64, input_name="y_true",
+            ensure_all_finite="allow-nan",
+        )
+        shape = true.shape
+        true = true.reshape(len(true), -1)
+        pred = np.asarray(arguments.pop("y_pred"), dtype=np.float64).reshape(len(true), -1)
+        observed = ~np.isnan(true)
+        if observed.all():
+            return function(true.reshape(shape), pred.reshape(shape), **arguments)
+        multioutput = arguments.pop("multioutput")
+        _check_option(multioutput, _MULTIOUTPUT_OPTIONS, "multioutput")
+        elementwise = arguments.get("aggregate") == "none"
+        sample_weight = arguments.pop("sample_weight")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, true)
+        per_neuron = {
+            name: arguments.pop(name)
+            for name in ("y_null", "dispersion")
+            if arguments.get(name) is not None
+        }
+        values = np.full(true.shape if elementwise else true.shape[1], np.nan)
+        for rows, columns in observation_groups(observed):
+            if not rows.any():  # neurons with no response here: nan
+                continue
+            part = {}
+            for name, value in per_neuron.items():
+                value = np.asarray(value, dtype=np.float64)
+                if name == "y_null" and value.ndim == 2:
+                    part[name] = value.reshape(true.shape)[np.ix_(rows, columns)]
+                elif value.ndim >= 1 and value.shape[-1] == true.shape[1]:
+                    part[name] = value.reshape(-1)[columns]
+                else:
+                    part[name] = value
+            result = function(
+                true[np.ix_(rows, columns)],
+                pred[np.ix_(rows, columns)],
+                sample_weight=None if sample_weight is None else sample_weight[rows],
+                multioutput="raw_values",
+                **part,
+                **arguments,
+            )
+            if elementwise:
+                values[np.ix_(rows, columns)] = np.asarray(result).reshape(-1, len(columns))
+            else:
+                values[columns] = result
+        if elementwise or multioutput == "raw_values":
+            return values.reshape(shape) if elementwise else values
+        defined = ~np.isnan(values)
+        return float(np.mean(values[defined])) if defined.any() else float("nan")
+
+    parameters = list(signature.parameters.values())
+    parameters.append(
+        inspect.Parameter("missing", inspect.Parameter.KEYWORD_ONLY, default="raise")
+    )
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    doc = function.__doc__ or ""
+    marker = "    Returns\n    -------\n"
+    wrapper.__doc__ = doc.replace(marker, _MISSING_DOC + marker, 1)
+    return wrapper
+
+
 # --- likelihood-based metrics ---------------------------------------------
 
 
+@_mask_aware
 def log_likelihood(
     y_true: ArrayLike,
     y_pred: ArrayLike,
@@ -413,6 +510,19 @@ def _aggregate_log_likelihood(
     return _average_outputs(values, multioutput, metric="log_likelihood", reason="not a number")
 
 
+def _masked_log_likelihood(
+    elementwise: np.ndarray, sample_weight: np.ndarray | None, aggregate: str
+) -> float:
+    """Each neuron's mean (or sum) over its observed samples, averaged over neurons."""
+    observed = ~np.isnan(elementwise)
+    weight = observed * (1.0 if sample_weight is None else sample_weight[:, None])
+    total = np.sum(np.where(observed, elementwise, 0.0) * weight, axis=0)
+    if aggregate == "mean":
+        total = total / np.sum(weight, axis=0)
+    return _average_outputs(total, "uniform_average", metric="log_likelihood", reason="no data")
+
+
+@_mask_aware
 def bits_per_spike(
     y_true: ArrayLike,
     y_pred: ArrayLike,
@@ -538,6 +648,7 @@ def bits_per_spike(
     )
 
 
+@_mask_aware
 def pseudo_r2(
     y_true: ArrayLike,
     y_pred: ArrayLike,
@@ -682,6 +793,7 @@ def pseudo_r2(
 # --- other regression metrics ---------------------------------------------
 
 
+@_mask_aware
 def correlation(
     y_true: ArrayLike,
     y_pred: ArrayLike,
@@ -1345,6 +1457,12 @@ class _EncodingScorer:
             elementwise = _own_log_likelihood(estimator, X, y_true)
             if elementwise is not None:
                 sample_weight = _check_sample_weight(sample_weight, elementwise)
+                if np.isnan(elementwise).any():  # missing responses of a masked model
+                    return float(
+                        _masked_log_likelihood(
+                            elementwise, sample_weight, kwargs.get("aggregate", "mean")
+                        )
+                    )
                 return float(
                     _aggregate_log_likelihood(
                         elementwise, sample_weight, kwargs.get("aggregate", "mean"),
@@ -1352,6 +1470,8 @@ class _EncodingScorer:
                     )
                 )
         final, _ = _final_estimator(estimator)
+        if getattr(final, "missing_responses", "raise") == "mask":
+            kwargs.setdefault("missing", "mask")
         if spec.takes_family and "family" not in kwargs:
             if hasattr(final, "family_"):
                 kwargs["family"] = final.family_

@@ -494,10 +494,19 @@ class NegativeLogLikelihood(nn.Module):
     :class:`~sklearn_cnnenc.nn.EncodingModule`): column ``r * n_neurons + j``
     is then scored against neuron ``j``'s responses, broadcast, not tiled.
 
+    With ``mask_missing=True``, NaN responses (neurons not recorded in a
+    sample, e.g. in another session) drop out: each neuron's loss is
+    ``sum_i w_i m_ij nll_ij / sum_i m_ij`` over the batch, ``m_ij = 1``
+    where ``y_ij`` was observed, i.e. the mean NLL over the neuron's own
+    observed entries (zero for a neuron with none in the batch). The mask is
+    computed per batch from the NaNs (no stored mask).
+
     Parameters
     ----------
     family : Family
     link : Link
+    mask_missing : bool, default=False
+        Leave NaN responses out of the loss (else they make it NaN).
 
     Examples
     --------
@@ -508,12 +517,16 @@ class NegativeLogLikelihood(nn.Module):
     >>> loss = NegativeLogLikelihood(get_family("poisson"), get_link("exp"))
     >>> loss(torch.zeros(4, 2), torch.zeros(4, 2))
     tensor([1., 1.])
+    >>> masked = NegativeLogLikelihood(get_family("poisson"), get_link("exp"), mask_missing=True)
+    >>> masked(torch.zeros(2, 2), torch.tensor([[0.0, float("nan")], [0.0, float("nan")]]))
+    tensor([1., 0.])
     """
 
-    def __init__(self, family: Family, link: Link) -> None:
+    def __init__(self, family: Family, link: Link, mask_missing: bool = False) -> None:
         super().__init__()
         self.family = family
         self.link = link
+        self.mask_missing = mask_missing
 
     def forward(
         self,
@@ -528,6 +541,13 @@ class NegativeLogLikelihood(nn.Module):
             dispersion = self.family.dispersion_from_raw(raw_dispersion)
         n_samples, n_problems = eta.shape
         n_neurons = y.shape[1]
+        observed = None
+        if self.mask_missing:
+            observed = ~torch.isnan(y)
+            # zeros, not NaN, in the masked entries: NaN would reach the gradient
+            y = torch.where(observed, y, torch.zeros((), dtype=y.dtype, device=y.device))
+            if log_normalizer is not None:
+                log_normalizer = torch.where(observed, log_normalizer, 0.0)
         if n_problems != n_neurons:
             if n_problems % n_neurons:
                 raise ValueError(
@@ -542,10 +562,17 @@ class NegativeLogLikelihood(nn.Module):
             if log_normalizer is not None:
                 log_normalizer = log_normalizer.unsqueeze(1)
         nll = self.family.training_loss(y, eta, self.link, dispersion, log_normalizer)
+        if observed is not None:
+            mask = observed if n_problems == n_neurons else observed.unsqueeze(1)
+            nll = torch.where(mask, nll, 0.0)
         nll = nll.reshape(n_samples, n_problems)
-        if sample_weight is None:
-            return nll.mean(dim=0)
-        return (sample_weight @ nll) / len(nll)
+        if observed is None:
+            if sample_weight is None:
+                return nll.mean(dim=0)
+            return (sample_weight @ nll) / len(nll)
+        count = observed.sum(dim=0).clamp(min=1).to(nll.dtype).repeat(n_problems // n_neurons)
+        total = nll.sum(dim=0) if sample_weight is None else sample_weight @ nll
+        return total / count
 
 
 class EncoderNet(NeuralNet):

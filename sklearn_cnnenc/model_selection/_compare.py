@@ -74,13 +74,29 @@ class _HeldOut:
     dispersion: np.ndarray | None
 
 
-def _held_out(model, X, y_2d) -> _HeldOut:
+def _takes_behavior(model) -> bool:
+    """Whether the model's final step models behaviour (``CNNEncoder``; not a search)."""
+    return bool(getattr(_final_step(model), "_takes_behavior", False))
+
+
+def _held_out(model, X, y_2d, behavior=None) -> _HeldOut:
     """One pass through the model: its own distribution when it has one, else ``predict``."""
     final = _final_step(model)
     if hasattr(final, "predict_distribution"):
         Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
-        distribution = final.predict_distribution(Xt)
-        return _HeldOut(distribution.mean, distribution.log_prob(y_2d).mean(axis=0),
+        covariates = {} if behavior is None else {"behavior": behavior}
+        distribution = final.predict_distribution(Xt, **covariates)
+        missing = np.isnan(y_2d)
+        if missing.any():  # a model fitted with missing_responses="mask"
+            # 1 is a valid response of every family; those entries are dropped
+            log_prob = distribution.log_prob(np.where(missing, 1.0, y_2d))
+            count = (~missing).sum(axis=0)
+            total = np.where(missing, 0.0, log_prob).sum(axis=0)
+            # nan for a neuron with no response in this test fold
+            per_neuron = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        else:
+            per_neuron = distribution.log_prob(y_2d).mean(axis=0)
+        return _HeldOut(distribution.mean, per_neuron,
                         distribution.family, distribution.dispersion)
     mean = np.asarray(model.predict(X), dtype=float).reshape(len(y_2d), -1)
     return _HeldOut(mean, log_likelihood(y_2d, mean, multioutput="raw_values"), "poisson", None)
@@ -100,6 +116,8 @@ def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
         return held.log_likelihood
     spec = METRICS[metric]
     kwargs = dict(spec.kwargs)
+    if np.isnan(y_2d).any():  # only a model fitted with missing_responses="mask" got here
+        kwargs["missing"] = "mask"
     if spec.takes_family:
         kwargs.update(family=held.family, dispersion=held.dispersion)
     if spec.takes_null:
@@ -125,11 +143,14 @@ def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
 
 
 def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
-                   return_estimator=False, repeat_metrics=None, repeats=None):
+                   return_estimator=False, repeat_metrics=None, repeats=None,
+                   behavior=None):
     """Fit one model on one fold and score it on the held-out part, per neuron."""
+    if name == ORACLE or not _takes_behavior(estimator):
+        behavior = None
     y_2d = y.reshape(len(y), -1)
-    train_mean = y_2d[train].mean(axis=0)
-    if np.all(y_2d >= 0):
+    train_mean = np.nanmean(y_2d[train], axis=0)  # NaN: responses not recorded
+    if np.all(np.isnan(y_2d) | (y_2d >= 0)):
         # a unit without training spikes (SilentUnitWarning) gets a null rate of half a
         # spike per training fold, not 0, which would make every held-out spike impossible
         train_mean = np.where(train_mean > 0, train_mean, 0.5 / len(train))
@@ -140,6 +161,11 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
         fit_params = {}
         if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
+        if behavior is not None:
+            key = "behavior"
+            if isinstance(estimator, Pipeline):
+                key = f"{estimator.steps[-1][0]}__behavior"
+            fit_params[key] = behavior[train]
         with warnings.catch_warnings(record=True) as caught:
             # collected and summarised per model after the run, instead of
             # interleaving with the progress bar (other warnings are re-emitted)
@@ -166,7 +192,8 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
             rates, family, dispersion = oracle
             held = _oracle(rates.reshape(len(y), -1)[test], y_2d[test], family, dispersion)
         else:
-            held = _held_out(model, _safe_indexing(X, test), y_2d[test])
+            held = _held_out(model, _safe_indexing(X, test), y_2d[test],
+                             None if behavior is None else behavior[test])
         scores = {
             metric_name: _score_metric(metric_name, metric, held, y_2d[test], train_mean)
             for metric_name, metric in metrics.items()
@@ -584,6 +611,7 @@ def compare_models(
     return_estimators: bool = False,
     nested: Sequence[tuple[str, str]] | None = None,
     repeats: tuple | None = None,
+    behavior=None,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -656,6 +684,12 @@ def compare_models(
         ceilings (``oracle_correlation``, ``explainable_variance``) are the
         same for every model and fold; the ``"oracle"`` model (true rates)
         has no prediction there, its other repeat scores are nan.
+    behavior : array-like of shape (n_samples, n_covariates), optional
+        Behaviour per sample (running speed, pupil size ...), given (split
+        like ``y``) to the fit and held-out predictions of the models that
+        model it (an estimator or pipeline ending in ``CNNEncoder``, not a
+        search object); the other models are fitted on the stimulus alone.
+        ``y`` may hold NaN for models with ``missing_responses="mask"``.
 
     Returns
     -------
@@ -713,6 +747,10 @@ def compare_models(
                 f"nested must hold (full, reduced) pairs of model names among "
                 f"{list(models)}; got {pair!r}."
             )
+    if behavior is not None:
+        behavior = np.asarray(behavior, dtype=float)
+        behavior = behavior.reshape(len(behavior), -1)
+        check_consistent_length(y, behavior)
     if oracle_rates is not None:
         oracle_rates = np.asarray(oracle_rates, dtype=float)
         if oracle_rates.shape != y.shape:
@@ -736,7 +774,7 @@ def compare_models(
         with limit_threads(n_threads):
             return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
                                   (oracle_rates, oracle_family, oracle_dispersion),
-                                  return_estimators, repeat_metrics, repeats)
+                                  return_estimators, repeat_metrics, repeats, behavior)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(

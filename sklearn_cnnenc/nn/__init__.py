@@ -19,6 +19,7 @@ from .encoding import EncodingModule
 from .linear import LinearPredictor
 from .ln import FilterBankPredictor
 from .locally_connected import LocallyConnected2d
+from .modulators import BehaviorModulator, EyeShifter
 from .readouts import (
     READOUTS,
     DenseReadout,
@@ -33,12 +34,14 @@ from .video import CausalCore3d, VideoPredictor
 __all__ = [
     "ACTIVATIONS",
     "READOUTS",
+    "BehaviorModulator",
     "CNNPredictor",
     "CausalCore1d",
     "CausalCore3d",
     "Core2d",
     "DenseReadout",
     "EncodingModule",
+    "EyeShifter",
     "FactorizedReadout",
     "FilterBankPredictor",
     "GaussianReadout",

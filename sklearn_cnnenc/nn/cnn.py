@@ -27,6 +27,9 @@ class CNNPredictor(nn.Module):
         lag order (:class:`~sklearn_cnnenc.preprocessing.TimeLagger`: lag 0,
         the current bin, first); they are turned into the causal core's
         windows ``(n, C, n_lags)`` (oldest bin first) before the core runs.
+    shifter : EyeShifter, optional
+        Maps ``eye_position`` to a shift of the read-out positions (the
+        readout must take ``shift=``, as :class:`GaussianReadout` does).
 
     Examples
     --------
@@ -40,26 +43,39 @@ class CNNPredictor(nn.Module):
     """
 
     def __init__(
-        self, core: nn.Module, readout: nn.Module, crop: int | None = None, lagged: bool = False
+        self,
+        core: nn.Module,
+        readout: nn.Module,
+        crop: int | None = None,
+        lagged: bool = False,
+        shifter: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.core = core
         self.readout = readout
         self.crop = crop
         self.lagged = lagged
+        self.shifter = shifter
         dtype = next(readout.parameters()).dtype
         # returned when nothing is penalised, instead of building zeros every batch
         self.register_buffer("_zero", torch.zeros((), dtype=dtype), persistent=False)
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
+    def forward(self, X: torch.Tensor, eye_position: torch.Tensor | None = None) -> torch.Tensor:
         if getattr(self, "lagged", False):  # models pickled before ``lagged`` existed
             if self.crop is not None:
                 X = X[:, : self.crop]
             # (n, lags, C), lag 0 first -> (n, C, time), the current bin last
-            return self.readout(self.core(X.flip(1).transpose(1, 2)))
-        if self.crop is not None:
-            X = X[..., -self.crop :]
-        return self.readout(self.core(X))
+            X = X.flip(1).transpose(1, 2)
+            features = self.core(X)
+        else:
+            if self.crop is not None:
+                X = X[..., -self.crop :]
+            features = self.core(X)
+        if getattr(self, "shifter", None) is None:
+            return self.readout(features)
+        if eye_position is None:
+            raise ValueError("This predictor shifts its readout by eye position: pass it.")
+        return self.readout(features, shift=self.shifter(eye_position))
 
     def regularizer(self) -> torch.Tensor:
         """Core and readout penalties (a scalar)."""

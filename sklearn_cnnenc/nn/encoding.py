@@ -38,6 +38,14 @@ class EncodingModule(nn.Module):
         Whether to hold a learnable per-neuron (raw) dispersion.
     n_restarts : int, default=1
         Copies of every neuron's problem in the predictor's columns.
+    modulator : BehaviorModulator, optional
+        Per-sample gain (and shift) from behavioural covariates: ``forward``
+        then needs ``behavior=``.
+
+    Notes
+    -----
+    ``forward`` passes ``eye_position`` (when given) to the predictor, whose
+    readout shifts its positions with it (see :class:`EyeShifter`).
 
     Examples
     --------
@@ -58,12 +66,14 @@ class EncodingModule(nn.Module):
         n_outputs: int,
         has_dispersion: bool = False,
         n_restarts: int = 1,
+        modulator: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.predictor = predictor
         self.link = link
         self.n_outputs = n_outputs
         self.n_restarts = n_restarts
+        self.modulator = modulator
         if has_dispersion:
             dtype = next(predictor.parameters()).dtype
             self.raw_dispersion = nn.Parameter(
@@ -72,8 +82,21 @@ class EncodingModule(nn.Module):
         else:
             self.register_parameter("raw_dispersion", None)
 
-    def forward(self, X: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-        eta = self.predictor(X)
+    def forward(
+        self,
+        X: torch.Tensor,
+        offset: torch.Tensor | None = None,
+        behavior: torch.Tensor | None = None,
+        eye_position: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if eye_position is None:
+            eta = self.predictor(X)
+        else:
+            eta = self.predictor(X, eye_position=eye_position)
+        if self.modulator is not None:
+            if behavior is None:
+                raise ValueError("This module modulates its output by behaviour: pass behavior=.")
+            eta = self.modulator(eta, behavior, self.link)
         if offset is None:
             return eta
         if self.n_restarts == 1:

@@ -190,7 +190,8 @@ class GaussianReadout(_Readout):
         """Mean read-out positions ``(n_outputs, 2)`` as (x, y) in ``[-1, 1]``."""
         return self.mu.clamp(-1.0, 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Read the features; ``shift`` ``(n, 2)`` moves every position of a sample."""
         x = _as_4d(x)
         if self.training:
             noise = torch.randn(self.mu.shape, dtype=self.mu.dtype, device=self.mu.device,
@@ -201,7 +202,13 @@ class GaussianReadout(_Readout):
         if self.in_size[0] == 1:
             # a 1 x T map has no height: keep every position on its one row
             grid = torch.stack([grid[:, 0], torch.zeros_like(grid[:, 1])], dim=1)
-        grid = grid.clamp(-1.0, 1.0).reshape(1, self.n_outputs, 1, 2).expand(len(x), -1, -1, -1)
+        grid = grid.reshape(1, self.n_outputs, 1, 2)
+        if shift is None:
+            grid = grid.clamp(-1.0, 1.0).expand(len(x), -1, -1, -1)
+        else:
+            if self.in_size[0] == 1:
+                shift = torch.stack([shift[:, 0], torch.zeros_like(shift[:, 1])], dim=1)
+            grid = (grid + shift.reshape(-1, 1, 1, 2)).clamp(-1.0, 1.0)
         sampled = F.grid_sample(x, grid, align_corners=True).squeeze(-1)  # (n, C, K)
         return (sampled * self.features.T).sum(1) + self.bias
 

@@ -1,0 +1,196 @@
+"""fit(X, y, behavior=...) and eye_position=: modulated CNNs, checks and metadata routing."""
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from sklearn_cnnenc import CNNEncoder, PoissonGLM
+
+_KERNEL = np.array([[-1.0, 0.0, 1.0]] * 3)
+
+
+def _cells(n, positions, rng, gain=0.0, shift_with_eye=0):
+    """Poisson edge cells; the rate is multiplied by exp(gain * running speed).
+
+    With ``shift_with_eye`` the receptive field moves by that many pixels per
+    unit of horizontal eye position (-1, 0 or 1).
+    """
+    X = rng.normal(size=(n, 1, 8, 8)).astype(np.float32)
+    run = rng.normal(size=(n, 1)).astype(np.float32)
+    eye = np.zeros((n, 2), np.float32)
+    eye[:, 0] = rng.randint(-1, 2, size=n)
+    drive = np.empty((n, len(positions)))
+    for j, (r, c) in enumerate(positions):
+        col = c + (shift_with_eye * eye[:, 0]).astype(int)
+        patches = np.stack([X[i, 0, r - 1 : r + 2, k - 1 : k + 2] for i, k in enumerate(col)])
+        drive[:, j] = np.maximum((patches * _KERNEL).sum((1, 2)), 0)
+    rate = np.exp(-0.3 + 0.4 * drive + gain * run)
+    return X, run, eye, rate, rng.poisson(rate).astype(np.float32)
+
+
+def _cnn(**params):
+    defaults = dict(
+        n_layers=1, channels=2, kernel_size=3, padding="same", batch_norm=False,
+        gamma_input=0.0, lr=3e-2, link="exp", batch_size=64, max_epochs=40, patience=10,
+        modulator_hidden_units=4, device="cpu", random_state=0,
+    )
+    return CNNEncoder(**{**defaults, **params})
+
+
+@pytest.mark.parametrize("gain", [0.6, 0.0])
+def test_behaviour_gain_helps_held_out_likelihood_only_when_it_is_in_the_data(gain):
+    rng = np.random.RandomState(0)
+    positions = [(rng.randint(2, 6), rng.randint(2, 6)) for _ in range(4)]
+    X, run, _, _, y = _cells(700, positions, rng, gain=gain)
+    X_test, run_test, _, _, y_test = _cells(400, positions, rng, gain=gain)
+    without = _cnn().fit(X, y).score(X_test, y_test)
+    with_behaviour = _cnn().fit(X, y, behavior=run).score(X_test, y_test, behavior=run_test)
+    if gain:
+        assert with_behaviour > without + 0.1
+    else:
+        assert with_behaviour < without + 0.02
+
+
+def test_covariates_must_match_the_fit():
+    rng = np.random.RandomState(1)
+    X, run, _, _, y = _cells(200, [(3, 3)], rng)
+    model = _cnn(max_epochs=2).fit(X, y, behavior=run)
+    assert model.n_behavior_covariates_ == 1 and not model.uses_eye_position_
+    with pytest.raises(ValueError, match="fitted with behavior="):
+        model.predict(X)
+    with pytest.raises(ValueError, match="fitted with behavior="):
+        model.score(X, y)
+    with pytest.raises(ValueError, match="column"):
+        model.predict(X, behavior=np.hstack([run, run]))
+    plain = _cnn(max_epochs=2).fit(X, y)
+    with pytest.raises(ValueError, match="fitted without behavior="):
+        plain.predict(X, behavior=run)
+    with pytest.raises(ValueError, match="shape"):
+        _cnn(max_epochs=2).fit(X, y, behavior=run[:10])
+    with pytest.raises(ValueError, match="readout='gaussian'"):
+        _cnn(max_epochs=2, readout="factorized").fit(X, y, eye_position=np.zeros((200, 2)))
+    with pytest.raises(ValueError, match="CNNEncoder"):
+        PoissonGLM().fit(X.reshape(200, -1), y[:, 0], behavior=run)
+
+
+def test_behaviour_is_routed_through_pipeline_grid_search_and_cross_validate():
+    rng = np.random.RandomState(2)
+    X, run, _, _, y = _cells(300, [(3, 3), (4, 5)], rng, gain=0.5)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = _cnn(max_epochs=5).set_fit_request(behavior=True).set_score_request(
+            behavior=True
+        )
+        pipeline = make_pipeline(FunctionTransformer(), model)
+        search = GridSearchCV(pipeline, {"cnnencoder__lr": [1e-2, 3e-2]}, cv=KFold(2))
+        search.fit(X, y, behavior=run)
+        assert np.isfinite(search.best_score_)
+        assert search.best_estimator_[-1].n_behavior_covariates_ == 1
+        scores = cross_validate(
+            model, X, y, cv=KFold(2), params={"behavior": run}
+        )["test_score"]
+        assert np.all(np.isfinite(scores))
+
+
+def _pixel_cells(n, rng, positions):
+    """Cells driven by one pixel that moves one pixel right per unit of horizontal eye position."""
+    X = rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
+    eye = np.zeros((n, 2), np.float32)
+    eye[:, 0] = rng.randint(-1, 2, size=n)
+    rows = np.array([r for r, _ in positions])[None, :]
+    cols = np.array([c for _, c in positions])[None, :] + eye[:, :1].astype(int)
+    rate = np.exp(0.8 * X[np.arange(n)[:, None], 0, rows, cols])
+    return X, eye, rate, rng.poisson(rate).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_eye_shifter_recovers_a_cell_that_moves_with_the_eye():
+    rng = np.random.RandomState(3)
+    positions = [(2, 2), (3, 3)]
+    X, eye, _, y = _pixel_cells(700, rng, positions)
+    X_test, eye_test, _, y_test = _pixel_cells(400, rng, positions)
+    params = dict(
+        readout="gaussian", kernel_size=1, channels=1, padding="valid", activation="identity",
+        lr=1e-2, max_epochs=60, patience=15,
+    )
+    fixed = _cnn(**params).fit(X, y).score(X_test, y_test)
+    shifted = _cnn(**params).fit(X, y, eye_position=eye)
+    assert shifted.uses_eye_position_
+    assert shifted.score(X_test, y_test, eye_position=eye_test) > fixed + 0.1
+    # one pixel of a 6-pixel map is 2/5 in the readout's [-1, 1] coordinates
+    steps = shifted.module_.predictor.shifter(torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]))
+    assert np.all(np.diff(steps[:, 0].detach().numpy()) > 0.1)
+
+
+def test_compare_models_passes_behaviour_to_the_cnn_only():
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(4)
+    X, run, _, _, y = _cells(300, [(3, 3), (4, 5)], rng, gain=0.5)
+    flat = FunctionTransformer(lambda Z: Z.reshape(len(Z), -1))
+    result = compare_models(
+        {"cnn": _cnn(max_epochs=3), "glm": make_pipeline(flat, PoissonGLM())},
+        X, y, cv=KFold(2), behavior=run, return_estimators=True, verbose=False,
+    )
+    assert result.estimators[("cnn", 0)].n_behavior_covariates_ == 1
+    assert np.all(np.isfinite(result.per_neuron("log_likelihood")["cnn"]))
+
+
+def test_npz_behaviour_and_the_cli_session_models(tmp_path):
+    from sklearn_cnnenc.cli import _build_models, _for_sessions
+    from sklearn_cnnenc.io import load_npz
+
+    path = tmp_path / "data.npz"
+    np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), behavior=np.arange(4.0))
+    assert load_npz(path).behavior.shape == (4,)
+    np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), behavior=np.arange(3.0))
+    with pytest.raises(ValueError, match="behavior has 3 rows"):
+        load_npz(path)
+    models = _build_models(["glm", "ln", "cnn"], (1, 8, 8), "cpu", quick=True)
+    models = _for_sessions(models, "mask", True, "cpu")
+    assert models["glm"].estimator.missing_responses == "mask"
+    assert models["ln"].estimator.missing_responses == "mask"
+    assert isinstance(models["cnn"], CNNEncoder) and models["cnn"].missing_responses == "mask"
+
+
+@pytest.mark.slow
+def test_cli_compare_with_missing_mask_and_a_behaviour_array(tmp_path, capsys):
+    from sklearn_cnnenc.cli import main
+
+    rng = np.random.RandomState(5)
+    X, run, _, _, y = _cells(240, [(3, 3), (4, 5), (2, 4)], rng, gain=0.5)
+    y[::2, 0] = np.nan  # neuron 0 was recorded in every other trial only
+    path = tmp_path / "sessions.npz"
+    X = np.pad(X, ((0, 0), (0, 0), (4, 4), (4, 4)))  # room for the CLI CNN's 9x9 kernels
+    np.savez(path, X=X.reshape(len(X), -1), y=y, behavior=run)
+    out = tmp_path / "results"
+    assert main(["compare", "--data", str(path), "--models", "glm,cnn", "--cv", "2",
+                 "--missing", "mask", "--input-shape", "1,16,16", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert (out / "summary.csv").is_file()
+    assert "cnn" in capsys.readouterr().out
+
+
+def test_nwb_behaviour_time_series_is_sampled_at_the_bins(tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from sklearn_cnnenc.io import load_nwb
+
+    session = pynwb.NWBFile(session_description="demo", identifier="demo",
+                            session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    session.add_stimulus(pynwb.TimeSeries(name="sound", data=np.zeros(20), unit="dB", rate=10.0))
+    module = session.create_processing_module("behavior", "running")
+    module.add(pynwb.TimeSeries(name="speed", data=np.arange(40.0), unit="cm/s", rate=20.0))
+    session.add_unit(spike_times=[0.05, 0.12, 1.31])
+    path = tmp_path / "session.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(session)
+    data = load_nwb(path, stimulus="sound", behavior="speed")
+    np.testing.assert_array_equal(data.behavior[:, 0], np.arange(0.0, 40.0, 2.0))
+    assert load_nwb(path, stimulus="sound").behavior is None
+    with pytest.raises(ValueError, match="speed"):
+        load_nwb(path, stimulus="sound", behavior="pupil")
