@@ -1057,8 +1057,14 @@ def batched_glm_newton(
         # a gradient step scaled by the curvature: the line search then decides
         usable = torch.isfinite(hessian).all(dim=2).all(dim=1) & torch.isfinite(grad).all(dim=1)
         hessian = torch.where(usable[:, None, None], hessian, eye.expand_as(hessian))
-        step, info = torch.linalg.solve_ex(hessian, torch.where(usable[:, None], grad, 0.0))
-        fallback = (info != 0) | ~usable | ~torch.isfinite(step).all(dim=1)
+        # Cholesky (the Hessian is symmetric positive semi-definite): unlike
+        # torch's LU solve, cholesky_ex reports a singular matrix instead of raising
+        factor, info = torch.linalg.cholesky_ex(hessian)
+        factored = usable & (info == 0)
+        factor = torch.where(factored[:, None, None], factor, eye.expand_as(factor))
+        rhs = torch.where(factored[:, None], grad, 0.0)
+        step = torch.cholesky_solve(rhs[:, :, None], factor)[:, :, 0]
+        fallback = ~factored | ~torch.isfinite(step).all(dim=1)
         gradient_step = grad / torch.where(usable, scale, 1.0)[:, None]
         step = torch.where(fallback[:, None], gradient_step, step)
         step = torch.where(active[:, None] & torch.isfinite(step), step, 0.0)

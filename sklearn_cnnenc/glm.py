@@ -13,8 +13,8 @@ from . import _glm_inference
 from ._base import BaseEncoder, resolve_device
 from ._solvers import BatchedFISTA, BatchedLBFGS, LinearGLMObjective
 from .distributions import get_family
-from .links import _within_exp_range
 from .nn import LinearPredictor
+from .utils._threads import limits_threads
 
 __all__ = ["PoissonGLM"]
 
@@ -256,6 +256,7 @@ class PoissonGLM(BaseEncoder):
         self.verbose = verbose
         self.missing_responses = missing_responses
 
+    @limits_threads
     def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by penalised maximum likelihood.
 
@@ -393,21 +394,8 @@ class PoissonGLM(BaseEncoder):
         def loss(eta: torch.Tensor) -> torch.Tensor:
             return family.training_loss(Y, eta, link, None, log_normalizer)
 
-        closed_form = None
-        if family.name == "poisson" and link.name == "exp":
-            constant = log_normalizer  # log y!, computed once
-
-            def closed_form(eta: torch.Tensor):
-                if not _within_exp_range(eta):
-                    return None  # the link's finite tail: the generic formula
-                mean = torch.exp(eta)
-                return mean - Y * eta + constant, mean - Y
-
-        elif family.name == "gaussian" and link.name == "identity":
-
-            def closed_form(eta: torch.Tensor):
-                residual = eta - Y
-                return 0.5 * residual**2, residual
+        def closed_form(eta: torch.Tensor):
+            return family.loss_and_derivative(Y, eta, link, log_normalizer)
 
         weight = self._scale_weight
         sample_weight = None

@@ -210,6 +210,21 @@ class Family:
         """Elementwise loss minimised in training: the NLL, except where noted."""
         return self.negative_log_likelihood(y, eta, link, dispersion, log_normalizer)
 
+    def loss_and_derivative(
+        self,
+        y: torch.Tensor,
+        eta: torch.Tensor,
+        link: Link,
+        log_normalizer: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Elementwise :meth:`training_loss` and its derivative in ``eta``, in closed form.
+
+        A fast path for full-batch GLM solvers (one pass over the data, no
+        autograd). ``None`` (the default) means "no closed form for this
+        link here": the caller differentiates :meth:`training_loss` instead.
+        """
+        return None
+
     def log_normalizer(self, y: torch.Tensor) -> torch.Tensor | None:
         """The part of the NLL that depends on ``y`` alone (``log y!`` for counts), or None."""
         return None

@@ -48,6 +48,13 @@ class Gaussian(Family):
     def variance(self, mean, dispersion=None):
         return mean * 0.0 + 1.0  # phi is the scale
 
+    def loss_and_derivative(self, y, eta, link, log_normalizer=None):
+        # identity link: loss (eta - y)^2 / 2, derivative eta - y
+        if link.name != "identity" or type(self).training_loss is not Gaussian.training_loss:
+            return None
+        residual = eta - y
+        return 0.5 * residual**2, residual
+
     def training_loss(self, y, eta, link, dispersion=None, log_normalizer=None):
         return 0.5 * (y - link.inverse(eta)) ** 2
 

@@ -7,6 +7,7 @@ import torch
 from scipy.special import gammaln, xlogy
 from sklearn.utils import check_random_state
 
+from ..links import _within_exp_range
 from ._base import Family
 
 __all__ = ["Poisson"]
@@ -40,6 +41,20 @@ class Poisson(Family):
 
     def log_normalizer(self, y):
         return torch.lgamma(y + 1.0)
+
+    def loss_and_derivative(self, y, eta, link, log_normalizer=None):
+        # exp link: loss exp(eta) - y eta + log y!, derivative exp(eta) - y;
+        # a subclass that redefines the loss gets the generic path
+        redefined = (
+            type(self).negative_log_likelihood is not Poisson.negative_log_likelihood
+            or type(self).training_loss is not Family.training_loss
+        )
+        if redefined or link.name != "exp" or not _within_exp_range(eta):
+            return None  # (outside the range: the link's finite tail)
+        if log_normalizer is None:
+            log_normalizer = self.log_normalizer(y)
+        mean = torch.exp(eta)
+        return mean - y * eta + log_normalizer, mean - y
 
     def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         if log_normalizer is None:
