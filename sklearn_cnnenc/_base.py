@@ -337,6 +337,16 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """
         return False
 
+    def _combine_restarts(self) -> str:
+        """How batched restarts become the fitted model: ``"best"`` (default) or ``"average"``.
+
+        ``"best"``: :meth:`_select` keeps each neuron's best copy (the
+        predictor's ``keep``). ``"average"``: the estimator's training has
+        already reduced the copies to their average (an ensemble, e.g.
+        ``CNNEncoder``'s ``n_ensemble``) and the module is kept as it is.
+        """
+        return "best"
+
     def _default_link(self, family) -> str:
         """The link that ``link="auto"`` stands for (the family's canonical one)."""
         return family.default_link
@@ -556,6 +566,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         are ranked per neuron by their final training objective (mean NLL
         plus penalty), and the module and the solver's per-problem state are
         reduced to each neuron's best copy. Both use :func:`_best_restart`.
+        Batched restarts that the estimator averages instead
+        (``_combine_restarts() == "average"``) are kept as trained.
 
         Returns
         -------
@@ -566,7 +578,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         if problem.batched:
             (net,) = nets
             losses = self._batched_restart_objectives(net, problem)
-            if problem.n_restarts > 1:
+            if problem.n_restarts > 1 and self._combine_restarts() == "best":
                 n_neurons = problem.y_2d.shape[1]
                 keep = _best_restart(losses) * n_neurons + np.arange(n_neurons)
                 self._keep_problems(net, torch.as_tensor(keep, device=problem.device))
