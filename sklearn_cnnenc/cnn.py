@@ -38,17 +38,22 @@ __all__ = ["CNNEncoder", "resolve_auto_defaults"]
 _LR_FACTOR = 0.3
 
 
-def _response_scale(y, family: str) -> float:
+def _response_scale(y, family: str, sample_weight=None) -> float:
     """Scale of the responses in the training loss (see ``resolve_auto_defaults``)."""
     try:
         y = np.asarray(y, dtype=np.float64)
         if family == "bernoulli" or y.size == 0:
             return 1.0
         y = y.reshape(len(y), -1)
-        scale = y.std(axis=0) if family == "gaussian" else np.abs(y.mean(axis=0))
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        mean = np.average(y, axis=0, weights=weights)
+        if family == "gaussian":
+            scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+        else:
+            scale = np.abs(mean)
         scale = float(np.mean(scale))
-    except (TypeError, ValueError):
-        return 1.0  # a malformed y is reported by the validation that follows
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 1.0  # a malformed y or weight is reported by the validation that follows
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 
 
@@ -142,18 +147,49 @@ class CNNEncoder(BaseEncoder):
     ``stride``, ``pooling`` and ``weight_sharing`` keep their defaults.
     The validation split is blocked by default (overlapping windows).
 
+    **Defaults that follow the data.** Settings left at ``"auto"`` are
+    resolved in ``fit`` from the shapes of the data alone (deterministic,
+    see :func:`resolve_auto_defaults`) and stored as fitted attributes
+    (``n_layers_``, ``channels_``, ``kernel_size_``, ``max_epochs_``,
+    ``patience_``, ``validation_fraction_``, ``n_ensemble_``,
+    ``gamma_readout_``). With ``n`` samples, ``K`` neurons, images of side
+    ``S`` and ``n_batches`` training batches per epoch:
+
+    * ``n_layers``: 2, or 3 from 5,000 images on;
+    * ``kernel_size``: ``S / 3`` rounded down to an odd number within
+      ``[3, 13]`` in the first layer, then 5 (3 below 16 px); time series
+      ``(9, 5)``;
+    * ``channels``: ``8 * ceil(sqrt(K))`` within ``[16, 64]``;
+    * ``validation_fraction``: ``200 / n`` within ``[0.1, 0.2]``;
+    * ``patience``: ``ceil(400 / n_batches)`` within ``[8, 50]`` epochs, and
+      ``max_epochs``: ``ceil(8000 / n_batches)`` within ``[40, 400]`` (a
+      budget in optimizer steps, so small data sets train for more epochs);
+    * ``n_ensemble``: 5 averaged fits below 2,000 samples, else 1;
+    * ``gamma_readout``: ``5 * scale / n_train`` (an L1 prior on the
+      readout of fixed weight in the summed log-likelihood; ``scale`` is the
+      mean response for counts, its standard deviation for the Gaussian).
+
+    These rules were set on simulated populations of varied size, image
+    size, cell type and noise (``benchmarks/bench_defaults.py``), not on one
+    data set. Why small data needed them: a single CNN fitted to 700
+    samples overfits early (its validation loss is best after a few
+    epochs, before the shared filter is found), and a Laplacian penalty on
+    the first layer suppresses any filter that is not smooth. Averaging
+    five fits and a mild readout prior remove most of that variance, and
+    the smoothness penalty is off by default.
+
     Parameters
     ----------
-    n_layers : int, default=2
+    n_layers : int or "auto", default="auto"
         Number of convolutional blocks in the core.
-    channels : int or list of int, default=16
+    channels : int, list of int or "auto", default="auto"
         Feature maps per layer. A list gives each layer's value in turn and
         its last entry repeats for deeper layers (entries beyond
         ``n_layers`` are unused); the same holds for ``kernel_size``,
         ``dilation`` and ``stride``.
-    kernel_size : int or list of int, default=(9, 5)
+    kernel_size : int, list of int or "auto", default="auto"
         Kernel size per layer (square for images, along time for time
-        series): by default 9 in the first layer and 5 in hidden layers.
+        series); ``"auto"`` sizes the first layer to the image (above).
     dilation : int, list of int or "exponential", default=1
         ``"exponential"`` is ``2^(l-1)`` in layer ``l`` (temporal
         convolutional networks: the receptive field doubles per layer).
@@ -203,15 +239,18 @@ class CNNEncoder(BaseEncoder):
     weight_sharing : bool, default=True
         False replaces every convolution by a locally connected layer (same
         receptive fields, one filter bank per position).
-    gamma_input : float, default=0.3
+    gamma_input : float, default=0.0
         Laplacian smoothness of first-layer filters (scale-free: the squared
-        Laplacian over the squared norm of the filters). The default is a
-        mild prior that helps most when data are scarce (about +4% of the
-        oracle's bits per spike with 1,500 images, none lost with 5,000).
+        Laplacian over the squared norm of the filters). Off by default: it
+        is not scaled to the likelihood (whose size depends on the number of
+        neurons and, for the Gaussian, on the response units), and at 0.01
+        already keeps a one-layer CNN from learning a non-smooth filter from
+        700 samples; set it when the filters are known to be smooth.
     gamma_hidden : float, default=0.0
         Group sparsity of hidden filters.
-    gamma_readout : float, default=0.0
-        L1 penalty on readout weights.
+    gamma_readout : float or "auto", default="auto"
+        L1 penalty on readout weights; ``"auto"`` as above (it fades as the
+        data grow).
     gamma_activity : float, default=0.0
         L1 penalty on the core's activations (sparse coding).
     lr : float, default=3e-3
@@ -219,18 +258,18 @@ class CNNEncoder(BaseEncoder):
     weight_decay : float, default=0.0
         Adam's L2 weight decay.
     batch_size : int, default=64
-    max_epochs : int, default=100
+    max_epochs : int or "auto", default="auto"
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the samples, stop when their
         log-likelihood has not improved for ``patience`` epochs and restore
         the best weights. Without it, all samples train for ``max_epochs``.
-    validation_fraction : float, default=0.1
+    validation_fraction : float or "auto", default="auto"
     validation_split : {"auto", "blocked", "random"}, default="auto"
         ``"blocked"`` holds out the last samples (no leakage between
         neighbouring time bins), ``"random"`` a random subset; ``"auto"`` is
         ``"blocked"`` for time series and movies and ``"random"`` for images (trials of
         independent images; use ``"blocked"`` when slow drifts matter).
-    patience : int, default=10
+    patience : int or "auto", default="auto"
         Epochs without improvement before stopping; the learning rate drops
         (x0.3) after ``max(1, patience // 3)`` such epochs.
     n_init : int, default=1
@@ -238,6 +277,13 @@ class CNNEncoder(BaseEncoder):
         best validation loss (final training loss without early stopping)
         is kept. With ``n_init > 1``, ``n_ensemble="auto"`` is 1 (an
         explicit ``n_ensemble > 1`` is then an error).
+    n_ensemble : int or "auto", default="auto"
+        Independent models (different random starts) trained side by side
+        on the same data and split, as one batched problem, whose linear
+        predictors are averaged into the prediction (see
+        :class:`~sklearn_cnnenc.nn.ensemble.PredictorEnsemble`); ``core_``
+        and ``readout_module_`` are then the first member's. Not for
+        ``input_type="video"``.
     warm_start : bool, default=False
         Continue from the previous fit's weights.
     device : str, default="auto"
@@ -285,6 +331,10 @@ class CNNEncoder(BaseEncoder):
     input_type_ : {"image", "time_series", "lagged", "video"}
     readout_type_ : str
         The readout used (``"auto"`` resolved).
+    n_layers_, channels_, kernel_size_ : int, list of int, list of int
+        The architecture used (``"auto"`` resolved; per layer).
+    max_epochs_, patience_, validation_fraction_, n_ensemble_, gamma_readout_
+        The training settings used (``"auto"`` resolved).
     receptive_field_ : tuple of int
         Input extent seen by one core output unit: ``(h, w)``, ``(T,)`` or,
         for movies, ``(frames, h, w)``.
@@ -325,12 +375,12 @@ class CNNEncoder(BaseEncoder):
     >>> from sklearn_cnnenc import CNNEncoder
     >>> from sklearn_cnnenc.datasets import make_v1_population
     >>> data = make_v1_population(n_samples=300, n_simple=2, n_complex=2, random_state=0)
-    >>> model = CNNEncoder(channels=4, max_epochs=3, device="cpu", random_state=0)
+    >>> model = CNNEncoder(channels=4, max_epochs=3, n_ensemble=1, device="cpu", random_state=0)
     >>> model = model.fit(data.X, data.y)
     >>> model.predict(data.X).shape
     (300, 4)
-    >>> model.receptive_field_
-    (13, 13)
+    >>> model.n_layers_, model.kernel_size_, model.receptive_field_
+    (2, [5, 5], (9, 9))
     """
 
     # compare_models passes behavior= to it
@@ -490,7 +540,13 @@ class CNNEncoder(BaseEncoder):
         # _validate_X has run, where the settings are resolved
         shape = np.shape(y) if y is not None else ()
         self._n_neurons_for_auto = int(shape[1]) if len(shape) == 2 else 1
-        self._response_scale = _response_scale(y, self.family)
+        self._response_scale = _response_scale(y, self.family, sample_weight)
+        self._weight_total = None
+        if sample_weight is not None:
+            try:
+                self._weight_total = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+            except (TypeError, ValueError):
+                pass  # reported by the validation that follows
         self._auto = None
         return super().fit(X, y, sample_weight=sample_weight, offset=offset)
 
@@ -546,6 +602,7 @@ class CNNEncoder(BaseEncoder):
                 n_ensemble=self._n_ensemble_setting(),
                 gamma_readout=self.gamma_readout,
                 response_scale=getattr(self, "_response_scale", 1.0),
+                sample_weight_sum=getattr(self, "_weight_total", None),
             )
         return self._auto
 
@@ -945,6 +1002,7 @@ def resolve_auto_defaults(
     n_ensemble="auto",
     gamma_readout="auto",
     response_scale: float = 1.0,
+    sample_weight_sum: float | None = None,
 ) -> dict:
     """Resolve the ``"auto"`` settings of :class:`CNNEncoder` from the data's shape.
 
@@ -994,6 +1052,10 @@ n_ensemble, gamma_readout
         Scale of the responses in the training loss: the mean count per
         neuron for count families, the standard deviation for the Gaussian
         (whose loss is in squared response units), 1 for Bernoulli.
+    sample_weight_sum : float, optional
+        Total sample weight, if the fit is weighted: the readout prior then
+        counts training samples by their weights (a weight of 2 is a
+        repeated sample).
 
     Returns
     -------
@@ -1038,7 +1100,10 @@ n_ensemble, gamma_readout
             f"input_type='video' fits one model: n_ensemble must be 1; got {n_ensemble}."
         )
     if gamma_readout == "auto":
-        gamma_readout = _READOUT_PRIOR * float(response_scale) / max(n_samples - n_valid, 1)
+        n_train = n_samples - n_valid
+        if sample_weight_sum is not None:
+            n_train = sample_weight_sum * (n_train / n_samples)
+        gamma_readout = _READOUT_PRIOR * float(response_scale) / max(n_train, 1.0)
     return {
         "n_layers": n_layers,
         "channels": channels,

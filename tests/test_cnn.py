@@ -349,9 +349,7 @@ def test_readout_biases_start_at_the_link_of_the_mean_response(small_images):
 
 def test_zero_sample_weights_equal_removing_the_samples(small_images):
     X, y = small_images
-    # gamma_readout="auto" counts samples (200 vs 120), not their weights
-    options = dict(batch_norm=False, early_stopping=False, batch_size=1000, gamma_readout=0.0,
-                   **SMALL)
+    options = dict(batch_norm=False, early_stopping=False, batch_size=1000, **SMALL)
     weights = np.r_[np.ones(120), np.zeros(80)]
     weighted = CNNEncoder(**options).fit(X, y, sample_weight=weights)
     subset = CNNEncoder(**options).fit(X[:120], y[:120])
