@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -41,19 +42,23 @@ _LR_FACTOR = 0.3
 def _response_scale(y, family: str, sample_weight=None) -> float:
     """Scale of the responses in the training loss (see ``resolve_auto_defaults``)."""
     try:
-        y = np.asarray(y, dtype=np.float64)
-        if family == "bernoulli" or y.size == 0:
-            return 1.0
-        y = y.reshape(len(y), -1)
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        mean = np.average(y, axis=0, weights=weights)
-        if family == "gaussian":
-            scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
-        else:
-            scale = np.abs(mean)
-        scale = float(np.mean(scale))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # complex, infinite or otherwise odd inputs are reported by the
+            # validation that follows; here they only fall back to 1
+            warnings.simplefilter("ignore")
+            y = np.asarray(y, dtype=np.float64)
+            if family == "bernoulli" or y.size == 0:
+                return 1.0
+            y = y.reshape(len(y), -1)
+            weights = None if sample_weight is None else np.asarray(sample_weight, float)
+            mean = np.average(y, axis=0, weights=weights)
+            if family == "gaussian":
+                scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+            else:
+                scale = np.abs(mean)
+            scale = float(np.mean(scale))
     except (TypeError, ValueError, ZeroDivisionError):
-        return 1.0  # a malformed y or weight is reported by the validation that follows
+        return 1.0
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 
 
@@ -538,13 +543,19 @@ class CNNEncoder(BaseEncoder):
         # the number of neurons is read before the base class validates y
         # (a malformed y is reported there); X's layout is known once
         # _validate_X has run, where the settings are resolved
-        shape = np.shape(y) if y is not None else ()
+        try:
+            shape = np.asarray(y).shape if y is not None else ()
+        except (TypeError, ValueError):
+            shape = ()
         self._n_neurons_for_auto = int(shape[1]) if len(shape) == 2 else 1
         self._response_scale = _response_scale(y, self.family, sample_weight)
         self._weight_total = None
         if sample_weight is not None:
             try:
-                self._weight_total = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    total = np.sum(np.asarray(sample_weight, dtype=np.float64))
+                self._weight_total = float(total)
             except (TypeError, ValueError):
                 pass  # reported by the validation that follows
         self._auto = None

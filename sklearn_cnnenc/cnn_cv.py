@@ -8,8 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingGridSearchCV
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .cnn import CNNEncoder
 
@@ -56,7 +57,8 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
     scoring : str or callable, optional
         Default: the estimator's ``score``.
     random_state : int, RandomState instance or None, default=None
-        Seeds the subsampling of the rounds and the default estimator.
+        Seeds the subsampling of the rounds and, where ``estimator`` leaves
+        its own ``random_state`` at None, every candidate's fit.
     n_jobs : int, optional
     verbose : int, default=0
 
@@ -150,11 +152,16 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
         self._validate_params()
         if y is None:
             raise ValueError("CNNEncoderCV requires y to be passed, but the target y is None.")
-        estimator = (
-            CNNEncoder(random_state=self.random_state)
-            if self.estimator is None
-            else clone(self.estimator)
-        )
+        n_samples = _num_samples(X)
+        if n_samples < 2:
+            raise ValueError(
+                f"CNNEncoderCV needs samples to split into folds; got n_samples={n_samples}."
+            )
+        estimator = CNNEncoder() if self.estimator is None else clone(self.estimator)
+        if self.random_state is not None and estimator.get_params().get("random_state") is None:
+            # one seed for the rounds' subsampling and every candidate's fit
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            estimator.set_params(random_state=int(seed))
         grid = DEFAULT_ARCHITECTURE_GRID if self.param_grid is None else self.param_grid
         search = HalvingGridSearchCV(
             estimator,

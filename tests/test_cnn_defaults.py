@@ -6,6 +6,7 @@ import torch
 
 from sklearn_cnnenc import CNNEncoder, PoissonGLM
 from sklearn_cnnenc.cnn import resolve_auto_defaults
+from sklearn_cnnenc.datasets import make_shared_filter_population
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -16,22 +17,9 @@ def single_thread():
     torch.set_num_threads(previous)
 
 
-def shared_filter_population(n_train, n_test, *, size, kernel, n_neurons, random_state):
-    """Cells a one-layer CNN represents exactly: one shared filter, one location each.
-
-    Rate ``softplus(1.5 * relu(w . patch_k) - 0.5)`` on white noise, Poisson counts.
-    """
-    rng = np.random.default_rng(random_state)
-    w = rng.standard_normal((kernel, kernel))
-    w /= np.linalg.norm(w)
-    locations = rng.integers(0, size - kernel + 1, (n_neurons, 2))
-    X = rng.standard_normal((n_train + n_test, size, size)).astype(np.float32)
-    patches = np.stack(
-        [X[:, r:r + kernel, c:c + kernel].reshape(len(X), -1) for r, c in locations], axis=1
-    )
-    rate = np.logaddexp(0.0, 1.5 * np.maximum(patches @ w.ravel(), 0.0) - 0.5)
-    y = rng.poisson(rate).astype(float)
-    return X[:n_train], y[:n_train], X[n_train:], rate[n_train:]
+def split_population(n_train, n_test, **kwargs):
+    data = make_shared_filter_population(n_train + n_test, **kwargs)
+    return data.X[:n_train], data.y[:n_train], data.X[n_train:], data.mean[n_train:]
 
 
 def _mean_correlation(prediction, truth):
@@ -41,8 +29,9 @@ def _mean_correlation(prediction, truth):
 
 
 def _cnn_vs_glm(n_train, size, kernel, n_neurons, channels, seed):
-    X, y, X_test, rate = shared_filter_population(
-        n_train, 2000, size=size, kernel=kernel, n_neurons=n_neurons, random_state=seed
+    X, y, X_test, rate = split_population(
+        n_train, 2000, image_size=size, kernel_size=kernel, n_neurons=n_neurons,
+        random_state=seed,
     )
     glm = PoissonGLM().fit(X.reshape(n_train, -1), y)
     cnn = CNNEncoder(
