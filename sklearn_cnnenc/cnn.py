@@ -554,7 +554,9 @@ class CNNEncoder(BaseEncoder):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    total = np.sum(np.asarray(sample_weight, dtype=np.float64))
+                    # the loss normalises weights to mean 1: the prior counts the
+                    # samples that take part (positive weight)
+                    total = np.sum(np.asarray(sample_weight, dtype=np.float64) > 0)
                 self._weight_total = float(total)
             except (TypeError, ValueError):
                 pass  # reported by the validation that follows
@@ -1064,9 +1066,8 @@ n_ensemble, gamma_readout
         neuron for count families, the standard deviation for the Gaussian
         (whose loss is in squared response units), 1 for Bernoulli.
     sample_weight_sum : float, optional
-        Total sample weight, if the fit is weighted: the readout prior then
-        counts training samples by their weights (a weight of 2 is a
-        repeated sample).
+        Number of samples of positive weight, if the fit is weighted: the
+        readout prior counts only the samples that take part.
 
     Returns
     -------

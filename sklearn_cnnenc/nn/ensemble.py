@@ -53,6 +53,11 @@ class PredictorEnsemble(nn.Module):
         """The first member's readout (for inspection)."""
         return self.members[0].readout
 
+    @property
+    def crop(self):
+        """The members' crop of time series (see :class:`CNNPredictor`)."""
+        return getattr(self.members[0], "crop", None)
+
     def average(self) -> None:
         """From now on, predict the mean of the members' linear predictors."""
         self.averaged = True
