@@ -567,18 +567,24 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         plus penalty), and the module and the solver's per-problem state are
         reduced to each neuron's best copy. Both use :func:`_best_restart`.
         Batched restarts that the estimator averages instead
-        (``_combine_restarts() == "average"``) are kept as trained.
+        (``_combine_restarts() == "average"``) are kept as trained and
+        ranked as one.
 
         Returns
         -------
         net : EncoderNet
         restart_losses : ndarray of shape (n_restarts,) or (n_restarts, n_neurons)
-            The loss of every restart (per neuron when batched).
+            The loss of every restart (per neuron when batched; one entry,
+            the averaged model's, when averaged).
         """
+        if problem.batched and self._combine_restarts() == "average":
+            # nothing to choose: no pass over the data to rank the copies
+            (net,) = nets
+            return net, np.array([_selection_loss(net.history)])
         if problem.batched:
             (net,) = nets
             losses = self._batched_restart_objectives(net, problem)
-            if problem.n_restarts > 1 and self._combine_restarts() == "best":
+            if problem.n_restarts > 1:
                 n_neurons = problem.y_2d.shape[1]
                 keep = _best_restart(losses) * n_neurons + np.arange(n_neurons)
                 self._keep_problems(net, torch.as_tensor(keep, device=problem.device))
