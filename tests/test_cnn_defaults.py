@@ -124,6 +124,33 @@ def test_an_ensemble_predicts_the_mean_of_its_members_linear_predictors():
     np.testing.assert_allclose(model.predict(X), expected, rtol=1e-5)
 
 
+def test_an_ensemble_keeps_every_member_and_continues_as_one_model():
+    # the base trains the members as batched restarts; CNNEncoder averages
+    # them (_combine_restarts() == "average"), so no member is dropped
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((80, 8, 8)), rng.poisson(1.0, (80, 2)).astype(float)
+    model = CNNEncoder(n_layers=1, channels=2, kernel_size=3, n_ensemble=3, max_epochs=2,
+                       device="cpu", random_state=0)
+    assert model.fit(X, y)._combine_restarts() == "average"
+    assert model.module_.n_restarts == 1 and len(model.module_.predictor.members) == 3
+    before = model.predict(X)
+    # a warm start continues the averaged ensemble (three members, one output per neuron)
+    model.set_params(warm_start=True, max_epochs=1).fit(X, y)
+    assert model.n_ensemble_ == 3 and len(model.module_.predictor.members) == 3
+    assert model.predict(X).shape == before.shape == (80, 2)
+
+
+def test_n_init_replaces_the_automatic_ensemble():
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((60, 8, 8)), rng.poisson(1.0, (60, 2)).astype(float)
+    options = dict(n_layers=1, channels=2, kernel_size=3, max_epochs=1, device="cpu",
+                   random_state=0)
+    model = CNNEncoder(n_init=2, **options).fit(X, y)
+    assert model.n_ensemble_ == 1 and model._combine_restarts() == "best"
+    with pytest.raises(ValueError, match="n_init > 1 keeps the best"):
+        CNNEncoder(n_init=2, n_ensemble=3, **options).fit(X, y)
+
+
 # ----------------------------------------------- small data: never lose to a GLM
 def test_cnn_beats_a_pixel_glm_on_cells_it_represents_exactly_small_fast():
     cnn_r, glm_r, cnn = _cnn_vs_glm(300, size=8, kernel=3, n_neurons=4, channels=4, seed=0)
