@@ -47,17 +47,21 @@ def _response_scale(y, family: str, sample_weight=None) -> float:
             # validation that follows; here they only fall back to 1
             warnings.simplefilter("ignore")
             y = np.asarray(y, dtype=np.float64)
-            if family == "bernoulli" or y.size == 0:
+            # the family's mean bounds, not its name: a bounded mean
+            # (probabilities) has scale 1, an unbounded one (Gaussian) its
+            # standard deviation, a positive one (counts) its mean
+            low, high = get_family(family).mean_bounds
+            if np.isfinite(high) or y.size == 0:
                 return 1.0
             y = y.reshape(len(y), -1)
             weights = None if sample_weight is None else np.asarray(sample_weight, float)
             mean = np.average(y, axis=0, weights=weights)
-            if family == "gaussian":
+            if not np.isfinite(low):
                 scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
             else:
                 scale = np.abs(mean)
             scale = float(np.mean(scale))
-    except (TypeError, ValueError, ZeroDivisionError):
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
         return 1.0
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 

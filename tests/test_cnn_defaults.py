@@ -147,7 +147,7 @@ def test_n_init_replaces_the_automatic_ensemble():
                    random_state=0)
     model = CNNEncoder(n_init=2, **options).fit(X, y)
     assert model.n_ensemble_ == 1 and model._combine_restarts() == "best"
-    with pytest.raises(ValueError, match="n_init > 1 keeps the best"):
+    with pytest.raises(ValueError, match="n_init=2 keeps the best of several fits"):
         CNNEncoder(n_init=2, n_ensemble=3, **options).fit(X, y)
 
 
