@@ -524,7 +524,7 @@ class CNNEncoder(BaseEncoder):
         self.shifter_hidden_units = shifter_hidden_units
 
     # ------------------------------------------------------------ fitting
-    def fit(self, X, y, sample_weight=None, offset=None):
+    def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by maximum likelihood (plus penalties).
 
         ``"auto"`` settings are first resolved from the shapes of ``X`` and
@@ -539,6 +539,10 @@ class CNNEncoder(BaseEncoder):
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
         sample_weight : array-like of shape (n_samples,), optional
         offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Behavioural covariates that modulate the rate (see ``behavior_modulator``).
+        eye_position : array-like of shape (n_samples, 2), optional
+            Eye position that shifts a Gaussian readout.
 
         Returns
         -------
@@ -565,7 +569,10 @@ class CNNEncoder(BaseEncoder):
             except (TypeError, ValueError):
                 pass  # reported by the validation that follows
         self._auto = None
-        return super().fit(X, y, sample_weight=sample_weight, offset=offset)
+        return super().fit(
+            X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
+            eye_position=eye_position,
+        )
 
     def _n_ensemble_setting(self):
         """``n_ensemble`` as the rules see it.
