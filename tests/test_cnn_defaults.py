@@ -140,7 +140,7 @@ def test_an_ensemble_keeps_every_member_and_continues_as_one_model():
     assert model.predict(X).shape == before.shape == (80, 2)
 
 
-def test_n_init_replaces_the_automatic_ensemble():
+def test_n_init_and_covariates_replace_the_automatic_ensemble():
     rng = np.random.default_rng(3)
     X, y = rng.standard_normal((60, 8, 8)), rng.poisson(1.0, (60, 2)).astype(float)
     options = dict(n_layers=1, channels=2, kernel_size=3, max_epochs=1, device="cpu",
@@ -149,6 +149,12 @@ def test_n_init_replaces_the_automatic_ensemble():
     assert model.n_ensemble_ == 1 and model._combine_restarts() == "best"
     with pytest.raises(ValueError, match="n_init=2 keeps the best of several fits"):
         CNNEncoder(n_init=2, n_ensemble=3, **options).fit(X, y)
+    # behaviour modulates one model: the automatic ensemble is off, an explicit one refused
+    behavior = rng.standard_normal((60, 1))
+    model = CNNEncoder(link="exp", **options).fit(X, y, behavior=behavior)
+    assert model.n_ensemble_ == 1
+    with pytest.raises(ValueError, match="behavior modulate"):
+        CNNEncoder(n_ensemble=2, link="exp", **options).fit(X, y, behavior=behavior)
 
 
 # ----------------------------------------------- small data: never lose to a GLM
