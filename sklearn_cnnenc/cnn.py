@@ -30,6 +30,7 @@ from .nn.cores import _is_int, resolve_architecture
 from .nn.ensemble import PredictorEnsemble
 from .nn.modulators import GAIN_LINKS
 from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
+from .utils._threads import limits_threads
 
 __all__ = ["CNNEncoder", "resolve_auto_defaults"]
 
@@ -524,6 +525,7 @@ class CNNEncoder(BaseEncoder):
         self.shifter_hidden_units = shifter_hidden_units
 
     # ------------------------------------------------------------ fitting
+    @limits_threads
     def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
         """Fit the model by maximum likelihood (plus penalties).
 
