@@ -9,7 +9,8 @@ and are fitted by maximum likelihood on PyTorch through skorch:
 * :class:`LNModel`: linear-nonlinear cascade (filter banks, energy models,
   space-time separable filters).
 * :class:`CNNEncoder`: convolutional core + per-neuron readout (images or
-  causal time series).
+  causal time series); :class:`CNNEncoderCV` chooses its architecture by
+  successive halving.
 * :class:`BayesianDecoder`: decodes the stimulus from responses through any
   fitted encoder and a stimulus prior (a scikit-learn classifier).
 
@@ -29,6 +30,7 @@ reconstruction), ``io`` (data files, saved models), ``plotting``.
 """
 
 from .cnn import CNNEncoder
+from .cnn_cv import CNNEncoderCV
 from .decoding import BayesianDecoder
 from .glm import PoissonGLM
 from .glm_cv import PoissonGLMCV
@@ -36,4 +38,12 @@ from .ln import LNModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BayesianDecoder", "CNNEncoder", "LNModel", "PoissonGLM", "PoissonGLMCV", "__version__"]
+__all__ = [
+    "BayesianDecoder",
+    "CNNEncoder",
+    "CNNEncoderCV",
+    "LNModel",
+    "PoissonGLM",
+    "PoissonGLMCV",
+    "__version__",
+]

@@ -337,6 +337,16 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """
         return False
 
+    def _combine_restarts(self) -> str:
+        """How batched restarts become the fitted model: ``"best"`` (default) or ``"average"``.
+
+        ``"best"``: :meth:`_select` keeps each neuron's best copy (the
+        predictor's ``keep``). ``"average"``: the estimator's training has
+        already reduced the copies to their average (an ensemble, e.g.
+        ``CNNEncoder``'s ``n_ensemble``) and the module is kept as it is.
+        """
+        return "best"
+
     def _default_link(self, family) -> str:
         """The link that ``link="auto"`` stands for (the family's canonical one)."""
         return family.default_link
@@ -556,13 +566,21 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         are ranked per neuron by their final training objective (mean NLL
         plus penalty), and the module and the solver's per-problem state are
         reduced to each neuron's best copy. Both use :func:`_best_restart`.
+        Batched restarts that the estimator averages instead
+        (``_combine_restarts() == "average"``) are kept as trained and
+        ranked as one.
 
         Returns
         -------
         net : EncoderNet
         restart_losses : ndarray of shape (n_restarts,) or (n_restarts, n_neurons)
-            The loss of every restart (per neuron when batched).
+            The loss of every restart (per neuron when batched; one entry,
+            the averaged model's, when averaged).
         """
+        if problem.batched and self._combine_restarts() == "average":
+            # nothing to choose: no pass over the data to rank the copies
+            (net,) = nets
+            return net, np.array([_selection_loss(net.history)])
         if problem.batched:
             (net,) = nets
             losses = self._batched_restart_objectives(net, problem)

@@ -35,7 +35,8 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
     n_train = n_samples - (0 if split is None else split.n_valid(n_samples))
     if model.batch_norm and n_train < 2:
         raise ValueError(f"BatchNorm needs at least 2 training samples; got {n_train} sample(s).")
-    temporal = _positive_ints(model.temporal_kernel_size, model.n_layers, "temporal_kernel_size")
+    auto = model._resolved()
+    temporal = _positive_ints(model.temporal_kernel_size, auto["n_layers"], "temporal_kernel_size")
     extent = 1 + sum(t - 1 for t in temporal)
     if n_frames < extent:
         raise ValueError(
@@ -46,9 +47,9 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
     core = CausalCore3d(
         channels,
         (extent, height, width),
-        n_layers=model.n_layers,
-        channels=model.channels,
-        kernel_size=model.kernel_size,
+        n_layers=auto["n_layers"],
+        channels=auto["channels"],
+        kernel_size=auto["kernel_size"],
         temporal_kernel_size=temporal,
         padding=model.padding,
         batch_norm=model.batch_norm,
@@ -63,7 +64,7 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
         core.out_channels,
         core.output_size,
         y.shape[1],
-        model.gamma_readout,
+        auto["gamma_readout"],
         dtype,
     )
     # the last output frame sees only the last `extent` frames: crop the rest

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._base import BaseEncoder
@@ -26,15 +27,59 @@ from .nn import (
     make_readout,
 )
 from .nn.cores import _is_int, resolve_architecture
+from .nn.ensemble import PredictorEnsemble
 from .nn.modulators import GAIN_LINKS
 from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
+from .utils._threads import limits_threads
 
-__all__ = ["CNNEncoder"]
+__all__ = ["CNNEncoder", "resolve_auto_defaults"]
 
 # the learning rate drops by this factor when the monitored loss stalls for
 # about a third of the early-stopping patience, so that a run gets two or
 # three reductions before it stops
 _LR_FACTOR = 0.3
+
+
+def _response_scale(y, family: str, sample_weight=None) -> float:
+    """Scale of the responses in the training loss (see ``resolve_auto_defaults``)."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # complex, infinite or otherwise odd inputs are reported by the
+            # validation that follows; here they only fall back to 1
+            warnings.simplefilter("ignore")
+            y = np.asarray(y, dtype=np.float64)
+            # the family's mean bounds, not its name: a bounded mean
+            # (probabilities) has scale 1, an unbounded one (Gaussian) its
+            # standard deviation, a positive one (counts) its mean
+            low, high = get_family(family).mean_bounds
+            if np.isfinite(high) or y.size == 0:
+                return 1.0
+            y = y.reshape(len(y), -1)
+            weights = None if sample_weight is None else np.asarray(sample_weight, float)
+            mean = np.average(y, axis=0, weights=weights)
+            if not np.isfinite(low):
+                scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+            else:
+                scale = np.abs(mean)
+            scale = float(np.mean(scale))
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
+        return 1.0
+    return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+class _AverageEnsemble(Callback):
+    """After training, reduce an ensemble to the average of its members."""
+
+    @torch.no_grad()
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        module = net.module_
+        if not isinstance(module.predictor, PredictorEnsemble) or module.predictor.averaged:
+            return
+        module.predictor.average()
+        if module.raw_dispersion is not None:
+            raw = module.raw_dispersion.detach().reshape(module.n_restarts, -1).mean(dim=0)
+            module.raw_dispersion = torch.nn.Parameter(raw.clone())
+        module.n_restarts = 1
 
 
 class CNNEncoder(BaseEncoder):
@@ -112,18 +157,49 @@ class CNNEncoder(BaseEncoder):
     ``stride``, ``pooling`` and ``weight_sharing`` keep their defaults.
     The validation split is blocked by default (overlapping windows).
 
+    **Defaults that follow the data.** Settings left at ``"auto"`` are
+    resolved in ``fit`` from the shapes of the data alone (deterministic,
+    see :func:`resolve_auto_defaults`) and stored as fitted attributes
+    (``n_layers_``, ``channels_``, ``kernel_size_``, ``max_epochs_``,
+    ``patience_``, ``validation_fraction_``, ``n_ensemble_``,
+    ``gamma_readout_``). With ``n`` samples, ``K`` neurons, images of side
+    ``S`` and ``n_batches`` training batches per epoch:
+
+    * ``n_layers``: 2, or 3 from 5,000 images on;
+    * ``kernel_size``: ``S / 3`` rounded down to an odd number within
+      ``[3, 13]`` in the first layer, then 5 (3 below 16 px); time series
+      ``(9, 5)``;
+    * ``channels``: ``8 * ceil(sqrt(K))`` within ``[16, 64]``;
+    * ``validation_fraction``: ``200 / n`` within ``[0.1, 0.2]``;
+    * ``patience``: ``ceil(400 / n_batches)`` within ``[8, 50]`` epochs, and
+      ``max_epochs``: ``ceil(8000 / n_batches)`` within ``[40, 400]`` (a
+      budget in optimizer steps, so small data sets train for more epochs);
+    * ``n_ensemble``: 5 averaged fits below 2,000 samples, else 1;
+    * ``gamma_readout``: ``5 * scale / n_train`` (an L1 prior on the
+      readout of fixed weight in the summed log-likelihood; ``scale`` is the
+      mean response for counts, its standard deviation for the Gaussian).
+
+    These rules were set on simulated populations of varied size, image
+    size, cell type and noise (``benchmarks/bench_defaults.py``), not on one
+    data set. Why small data needed them: a single CNN fitted to 700
+    samples overfits early (its validation loss is best after a few
+    epochs, before the shared filter is found), and a Laplacian penalty on
+    the first layer suppresses any filter that is not smooth. Averaging
+    five fits and a mild readout prior remove most of that variance, and
+    the smoothness penalty is off by default.
+
     Parameters
     ----------
-    n_layers : int, default=2
+    n_layers : int or "auto", default="auto"
         Number of convolutional blocks in the core.
-    channels : int or list of int, default=16
+    channels : int, list of int or "auto", default="auto"
         Feature maps per layer. A list gives each layer's value in turn and
         its last entry repeats for deeper layers (entries beyond
         ``n_layers`` are unused); the same holds for ``kernel_size``,
         ``dilation`` and ``stride``.
-    kernel_size : int or list of int, default=(9, 5)
+    kernel_size : int, list of int or "auto", default="auto"
         Kernel size per layer (square for images, along time for time
-        series): by default 9 in the first layer and 5 in hidden layers.
+        series); ``"auto"`` sizes the first layer to the image (above).
     dilation : int, list of int or "exponential", default=1
         ``"exponential"`` is ``2^(l-1)`` in layer ``l`` (temporal
         convolutional networks: the receptive field doubles per layer).
@@ -173,15 +249,18 @@ class CNNEncoder(BaseEncoder):
     weight_sharing : bool, default=True
         False replaces every convolution by a locally connected layer (same
         receptive fields, one filter bank per position).
-    gamma_input : float, default=0.3
+    gamma_input : float, default=0.0
         Laplacian smoothness of first-layer filters (scale-free: the squared
-        Laplacian over the squared norm of the filters). The default is a
-        mild prior that helps most when data are scarce (about +4% of the
-        oracle's bits per spike with 1,500 images, none lost with 5,000).
+        Laplacian over the squared norm of the filters). Off by default: it
+        is not scaled to the likelihood (whose size depends on the number of
+        neurons and, for the Gaussian, on the response units), and at 0.01
+        already keeps a one-layer CNN from learning a non-smooth filter from
+        700 samples; set it when the filters are known to be smooth.
     gamma_hidden : float, default=0.0
         Group sparsity of hidden filters.
-    gamma_readout : float, default=0.0
-        L1 penalty on readout weights.
+    gamma_readout : float or "auto", default="auto"
+        L1 penalty on readout weights; ``"auto"`` as above (it fades as the
+        data grow).
     gamma_activity : float, default=0.0
         L1 penalty on the core's activations (sparse coding).
     lr : float, default=3e-3
@@ -189,24 +268,32 @@ class CNNEncoder(BaseEncoder):
     weight_decay : float, default=0.0
         Adam's L2 weight decay.
     batch_size : int, default=64
-    max_epochs : int, default=100
+    max_epochs : int or "auto", default="auto"
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the samples, stop when their
         log-likelihood has not improved for ``patience`` epochs and restore
         the best weights. Without it, all samples train for ``max_epochs``.
-    validation_fraction : float, default=0.1
+    validation_fraction : float or "auto", default="auto"
     validation_split : {"auto", "blocked", "random"}, default="auto"
         ``"blocked"`` holds out the last samples (no leakage between
         neighbouring time bins), ``"random"`` a random subset; ``"auto"`` is
         ``"blocked"`` for time series and movies and ``"random"`` for images (trials of
         independent images; use ``"blocked"`` when slow drifts matter).
-    patience : int, default=10
+    patience : int or "auto", default="auto"
         Epochs without improvement before stopping; the learning rate drops
         (x0.3) after ``max(1, patience // 3)`` such epochs.
     n_init : int, default=1
         Trainings from different random initialisations; the one with the
         best validation loss (final training loss without early stopping)
-        is kept.
+        is kept. With ``n_init > 1``, ``n_ensemble="auto"`` is 1 (an
+        explicit ``n_ensemble > 1`` is then an error).
+    n_ensemble : int or "auto", default="auto"
+        Independent models (different random starts) trained side by side
+        on the same data and split, as one batched problem, whose linear
+        predictors are averaged into the prediction (see
+        :class:`~sklearn_cnnenc.nn.ensemble.PredictorEnsemble`); ``core_``
+        and ``readout_module_`` are then the first member's. Not for
+        ``input_type="video"``.
     warm_start : bool, default=False
         Continue from the previous fit's weights.
     device : str, default="auto"
@@ -254,6 +341,10 @@ class CNNEncoder(BaseEncoder):
     input_type_ : {"image", "time_series", "lagged", "video"}
     readout_type_ : str
         The readout used (``"auto"`` resolved).
+    n_layers_, channels_, kernel_size_ : int, list of int, list of int
+        The architecture used (``"auto"`` resolved; per layer).
+    max_epochs_, patience_, validation_fraction_, n_ensemble_, gamma_readout_
+        The training settings used (``"auto"`` resolved).
     receptive_field_ : tuple of int
         Input extent seen by one core output unit: ``(h, w)``, ``(T,)`` or,
         for movies, ``(frames, h, w)``.
@@ -294,12 +385,12 @@ class CNNEncoder(BaseEncoder):
     >>> from sklearn_cnnenc import CNNEncoder
     >>> from sklearn_cnnenc.datasets import make_v1_population
     >>> data = make_v1_population(n_samples=300, n_simple=2, n_complex=2, random_state=0)
-    >>> model = CNNEncoder(channels=4, max_epochs=3, device="cpu", random_state=0)
+    >>> model = CNNEncoder(channels=4, max_epochs=3, n_ensemble=1, device="cpu", random_state=0)
     >>> model = model.fit(data.X, data.y)
     >>> model.predict(data.X).shape
     (300, 4)
-    >>> model.receptive_field_
-    (13, 13)
+    >>> model.n_layers_, model.kernel_size_, model.receptive_field_
+    (2, [5, 5], (9, 9))
     """
 
     # compare_models passes behavior= to it
@@ -307,9 +398,11 @@ class CNNEncoder(BaseEncoder):
 
     _parameter_constraints: dict = {
         **BaseEncoder._parameter_constraints,
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "channels": [Interval(Integral, 1, None, closed="left"), list, tuple],
-        "kernel_size": [Interval(Integral, 1, None, closed="left"), list, tuple],
+        "n_layers": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "channels": [Interval(Integral, 1, None, closed="left"), list, tuple, StrOptions({"auto"})],
+        "kernel_size": [
+            Interval(Integral, 1, None, closed="left"), list, tuple, StrOptions({"auto"})
+        ],
         "dilation": [
             Interval(Integral, 1, None, closed="left"),
             list,
@@ -333,27 +426,28 @@ class CNNEncoder(BaseEncoder):
         "weight_sharing": ["boolean"],
         "gamma_input": [Interval(Real, 0.0, None, closed="left")],
         "gamma_hidden": [Interval(Real, 0.0, None, closed="left")],
-        "gamma_readout": [Interval(Real, 0.0, None, closed="left")],
+        "gamma_readout": [Interval(Real, 0.0, None, closed="left"), StrOptions({"auto"})],
         "gamma_activity": [Interval(Real, 0.0, None, closed="left")],
         "lr": [Interval(Real, 0.0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0.0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither"), StrOptions({"auto"})],
         "validation_split": [StrOptions({"auto", "blocked", "random"})],
-        "patience": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "behavior_modulator": [StrOptions({"gain", "gain_shift"})],
         "modulator_hidden_units": [Interval(Integral, 0, None, closed="left")],
         "shifter_hidden_units": [Interval(Integral, 0, None, closed="left")],
+        "n_ensemble": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     }
 
     def __init__(
         self,
-        n_layers: int = 2,
-        channels=16,
-        kernel_size=(9, 5),
+        n_layers="auto",
+        channels="auto",
+        kernel_size="auto",
         dilation=1,
         stride=1,
         pooling=None,
@@ -368,19 +462,20 @@ class CNNEncoder(BaseEncoder):
         input_type: str = "auto",
         temporal_kernel_size=5,
         weight_sharing: bool = True,
-        gamma_input: float = 0.3,
+        gamma_input: float = 0.0,
         gamma_hidden: float = 0.0,
-        gamma_readout: float = 0.0,
+        gamma_readout="auto",
         gamma_activity: float = 0.0,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         batch_size: int = 64,
-        max_epochs: int = 100,
+        max_epochs="auto",
         early_stopping: bool = True,
-        validation_fraction: float = 0.1,
+        validation_fraction="auto",
         validation_split: str = "auto",
-        patience: int = 10,
+        patience="auto",
         n_init: int = 1,
+        n_ensemble="auto",
         warm_start: bool = False,
         device: str = "auto",
         random_state=None,
@@ -419,6 +514,7 @@ class CNNEncoder(BaseEncoder):
         self.validation_split = validation_split
         self.patience = patience
         self.n_init = n_init
+        self.n_ensemble = n_ensemble
         self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
@@ -427,6 +523,114 @@ class CNNEncoder(BaseEncoder):
         self.behavior_modulator = behavior_modulator
         self.modulator_hidden_units = modulator_hidden_units
         self.shifter_hidden_units = shifter_hidden_units
+
+    # ------------------------------------------------------------ fitting
+    @limits_threads
+    def fit(self, X, y, sample_weight=None, offset=None, behavior=None, eye_position=None):
+        """Fit the model by maximum likelihood (plus penalties).
+
+        ``"auto"`` settings are first resolved from the shapes of ``X`` and
+        ``y`` (see :func:`resolve_auto_defaults`) and stored as fitted
+        attributes (``n_layers_``, ``channels_`` ...).
+
+        Parameters
+        ----------
+        X : array-like
+            Images ``(n, H, W)`` or ``(n, C, H, W)``, time series ``(n, C,
+            T)``, or flat ``(n, n_features)`` with ``input_shape``.
+        y : array-like of shape (n_samples,) or (n_samples, n_neurons)
+        sample_weight : array-like of shape (n_samples,), optional
+        offset : array-like of shape (n_samples,) or (n_samples, n_neurons), optional
+        behavior : array-like of shape (n_samples, n_covariates), optional
+            Behavioural covariates that modulate the rate (see ``behavior_modulator``).
+        eye_position : array-like of shape (n_samples, 2), optional
+            Eye position that shifts a Gaussian readout.
+
+        Returns
+        -------
+        self : object
+        """
+        # the number of neurons is read before the base class validates y
+        # (a malformed y is reported there); X's layout is known once
+        # _validate_X has run, where the settings are resolved
+        try:
+            shape = np.asarray(y).shape if y is not None else ()
+        except (TypeError, ValueError):
+            shape = ()
+        self._n_neurons_for_auto = int(shape[1]) if len(shape) == 2 else 1
+        self._response_scale = _response_scale(y, self.family, sample_weight)
+        self._weight_total = None
+        if sample_weight is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    # the loss normalises weights to mean 1: the prior counts the
+                    # samples that take part (positive weight)
+                    total = np.sum(np.asarray(sample_weight, dtype=np.float64) > 0)
+                self._weight_total = float(total)
+            except (TypeError, ValueError):
+                pass  # reported by the validation that follows
+        self._auto = None
+        return super().fit(
+            X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
+            eye_position=eye_position,
+        )
+
+    def _n_ensemble_setting(self):
+        """``n_ensemble`` as the rules see it.
+
+        Best-of-``n_init`` replaces the ensemble, and so do covariates
+        (``behavior=``, ``eye_position=``: one modulator and shifter per model).
+        """
+        covariates = sorted(getattr(self, "_fit_covariates", {}))
+        if self.n_init == 1 and not covariates:
+            return self.n_ensemble
+        if self.n_ensemble == "auto":
+            return 1
+        if self.n_ensemble > 1:
+            why = (
+                f"n_init={self.n_init} keeps the best of several fits"
+                if self.n_init > 1
+                else f"{' and '.join(covariates)} modulate(s) one model"
+            )
+            raise ValueError(
+                f"n_ensemble={self.n_ensemble} averages several fits, but {why}: "
+                "set n_ensemble=1."
+            )
+        return self.n_ensemble
+        if self.n_ensemble == "auto":
+            return 1
+        if self.n_ensemble > 1:
+            raise ValueError(
+                "n_init > 1 keeps the best of several fits and n_ensemble > 1 averages "
+                f"several fits: set one of them to 1; got n_init={self.n_init}, "
+                f"n_ensemble={self.n_ensemble}."
+            )
+        return self.n_ensemble
+
+    def _resolved(self) -> dict:
+        """The settings with ``"auto"`` resolved for the data being fitted."""
+        if getattr(self, "_auto", None) is None:
+            kind, shape, _ = self._fit_layout
+            self._auto = resolve_auto_defaults(
+                input_type=kind,
+                input_shape=shape,
+                n_samples=self._n_samples_for_auto,
+                n_neurons=getattr(self, "_n_neurons_for_auto", 1),
+                batch_size=self.batch_size,
+                early_stopping=self.early_stopping,
+                n_layers=self.n_layers,
+                channels=self.channels,
+                kernel_size=self.kernel_size,
+                max_epochs=self.max_epochs,
+                patience=self.patience,
+                validation_fraction=self.validation_fraction,
+                n_ensemble=self._n_ensemble_setting(),
+                gamma_readout=self.gamma_readout,
+                response_scale=getattr(self, "_response_scale", 1.0),
+                sample_weight_sum=getattr(self, "_weight_total", None),
+            )
+        return self._auto
 
     # ------------------------------------------------------------ inputs
     def _torch_dtype(self, X: np.ndarray) -> torch.dtype:
@@ -524,6 +728,8 @@ class CNNEncoder(BaseEncoder):
                     )
             kind, shape = self._resolve_layout(tuple(sample_shape), flat)
             self._fit_layout = (kind, shape, tuple(sample_shape))
+            self._n_samples_for_auto = n_samples
+            self._auto = None
             return X.reshape(n_samples, *shape)
 
         kind, shape, raw = self._fit_layout
@@ -563,7 +769,7 @@ class CNNEncoder(BaseEncoder):
         method = self.validation_split
         if method == "auto":
             method = "blocked" if kind in ("time_series", "lagged", "video") else "random"
-        return ValidationSplit(self.validation_fraction, method)
+        return ValidationSplit(self._resolved()["validation_fraction"], method)
 
     def _check_covariates(self, behavior, eye_position) -> None:
         if eye_position is not None and self.readout != "gaussian":
@@ -592,15 +798,16 @@ class CNNEncoder(BaseEncoder):
             dtype=dtype,
         )
 
-    def _build_predictor(self, X, y, dtype):
+    def _build_predictor(self, X, y, dtype, n_copies: int = 1):
         if self._fit_layout[0] == "video":
             return build_video_predictor(self, X, y, dtype)
         # validated once here (naming the bad parameter); the core receives
         # the resolved per-layer lists
+        auto = self._resolved()
         architecture = resolve_architecture(
-            self.n_layers,
-            self.channels,
-            self.kernel_size,
+            auto["n_layers"],
+            auto["channels"],
+            auto["kernel_size"],
             self.dilation,
             self.stride,
             self.pooling,
@@ -646,19 +853,50 @@ class CNNEncoder(BaseEncoder):
             if readout == "last":
                 crop = extent
                 length = extent
-            core = CausalCore1d(channels, length, **options)
+
+            def make_core():
+                return CausalCore1d(channels, length, **options)
         else:
-            core = Core2d(shape[0], shape[1:], **options)
-        head = make_readout(
-            readout, core.out_channels, core.output_size, y.shape[1], self.gamma_readout, dtype
-        )
-        shifter = None
-        if "eye_position" in self._fit_covariates:
-            shifter = EyeShifter(2, self.shifter_hidden_units, dtype=dtype)
-        return CNNPredictor(core, head, crop=crop, lagged=lagged, shifter=shifter)
+
+            def make_core():
+                return Core2d(shape[0], shape[1:], **options)
+
+        warm = self._continues_fit()
+        n_members = getattr(self, "n_ensemble_", 1) if warm else n_copies
+        predictors = []
+        for _ in range(n_members):
+            core = make_core()
+            head = make_readout(
+                readout, core.out_channels, core.output_size, y.shape[1],
+                auto["gamma_readout"], dtype,
+            )
+            shifter = None
+            if "eye_position" in self._fit_covariates:
+                shifter = EyeShifter(2, self.shifter_hidden_units, dtype=dtype)
+            predictors.append(
+                CNNPredictor(core, head, crop=crop, lagged=lagged, shifter=shifter)
+            )
+        if len(predictors) == 1:
+            return predictors[0]
+        ensemble = PredictorEnsemble(predictors)
+        if warm:
+            # continues the averaged ensemble of the previous fit
+            ensemble.average()
+        return ensemble
+
+    def _continues_fit(self) -> bool:
+        """Whether this fit continues the previous one (``warm_start``, as the base decides)."""
+        return self.warm_start and hasattr(self, "net_")
+
+    def _ensemble_size(self) -> int:
+        """Members of the ensemble being fitted (the previous fit's when continuing it)."""
+        if self._continues_fit():
+            return getattr(self, "n_ensemble_", 1)
+        return self._resolved()["n_ensemble"]
 
     def _net_params(self, n_samples: int) -> dict:
         kind = self._fit_layout[0]
+        auto = self._resolved()
         split = self._split(kind)
         monitor = "train_loss" if split is None else "valid_loss"
         callbacks = [
@@ -667,7 +905,7 @@ class CNNEncoder(BaseEncoder):
                 LRScheduler(
                     ReduceLROnPlateau,
                     monitor=monitor,
-                    patience=max(1, self.patience // 3),
+                    patience=max(1, auto["patience"] // 3),
                     factor=_LR_FACTOR,
                 ),
             ),
@@ -678,9 +916,12 @@ class CNNEncoder(BaseEncoder):
             callbacks.append(
                 (
                     "early_stopping",
-                    EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
+                    EarlyStopping(monitor="valid_loss", patience=auto["patience"], load_best=True),
                 )
             )
+        if self._ensemble_size() > 1:
+            # after early stopping has restored the best weights
+            callbacks.append(("average_ensemble", _AverageEnsemble()))
         return {
             "optimizer": torch.optim.Adam,
             "lr": self.lr,
@@ -688,13 +929,23 @@ class CNNEncoder(BaseEncoder):
             "batch_size": self.batch_size,
             # evaluation needs no graph: larger batches are faster
             "iterator_valid__batch_size": max(self.batch_size, 256),
-            "max_epochs": self.max_epochs,
+            "max_epochs": auto["max_epochs"],
             "train_split": split,
             "callbacks": callbacks,
         }
 
     def _n_restarts(self) -> int:
-        return self.n_init
+        # an ensemble's members are the (batched, averaged) restarts; n_init
+        # best-of-n starts are sequential
+        n_ensemble = self._resolved()["n_ensemble"]
+        return n_ensemble if n_ensemble > 1 else self.n_init
+
+    def _batches_restarts(self) -> bool:
+        return self._resolved()["n_ensemble"] > 1
+
+    def _combine_restarts(self) -> str:
+        # the _AverageEnsemble callback has already averaged the members
+        return "average" if self._resolved()["n_ensemble"] > 1 else "best"
 
     def _default_link(self, family) -> str:
         # exp of a deep network's output can overshoot: where the family's
@@ -708,6 +959,18 @@ class CNNEncoder(BaseEncoder):
         self.input_type_ = kind
         self.input_shape_ = shape
         self.readout_type_ = self._readout_name(kind)
+        auto = self._resolved()
+        self.n_layers_ = int(auto["n_layers"])
+        self.channels_ = list(self.core_.channels)
+        self.kernel_size_ = list(self.core_.kernel_size)
+        self.max_epochs_ = int(auto["max_epochs"])
+        self.patience_ = int(auto["patience"])
+        self.validation_fraction_ = float(auto["validation_fraction"])
+        predictor = self.module_.predictor
+        self.n_ensemble_ = (
+            len(predictor.members) if isinstance(predictor, PredictorEnsemble) else 1
+        )
+        self.gamma_readout_ = float(auto["gamma_readout"])
         self.receptive_field_ = self.core_.receptive_field
         self.n_parameters_ = int(
             sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
@@ -730,3 +993,149 @@ class CNNEncoder(BaseEncoder):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+# ----------------------------------------------------------- "auto" rules
+# Thresholds of the data-dependent defaults, named so that the docstring,
+# resolve_auto_defaults and the tests agree.
+_DEEP_MIN_SAMPLES = 5000  # a third layer pays off from this many samples
+_SMALL_MIN_SAMPLES = 2000  # below this, n_ensemble="auto" averages 5 fits
+_ENSEMBLE_SIZE = 5
+_READOUT_PRIOR = 5.0  # gamma_readout="auto" is this times response_scale / n_train
+_MIN_VALID_SAMPLES = 200  # validation sets at least this big (up to 20%)
+_PATIENCE_STEPS = 400  # optimizer steps without improvement before stopping
+_MAX_STEPS = 8000  # optimizer steps budgeted for max_epochs="auto"
+
+
+def _odd(value: float) -> int:
+    return 2 * int(value // 2) + 1
+
+
+def resolve_auto_defaults(
+    *,
+    input_type: str,
+    input_shape: tuple,
+    n_samples: int,
+    n_neurons: int,
+    batch_size: int = 64,
+    early_stopping: bool = True,
+    n_layers="auto",
+    channels="auto",
+    kernel_size="auto",
+    max_epochs="auto",
+    patience="auto",
+    validation_fraction="auto",
+    n_ensemble="auto",
+    gamma_readout="auto",
+    response_scale: float = 1.0,
+    sample_weight_sum: float | None = None,
+) -> dict:
+    """Resolve the ``"auto"`` settings of :class:`CNNEncoder` from the data's shape.
+
+    Deterministic: the result depends only on the arguments (the sample
+    shape, the numbers of samples and neurons, the batch size), never on
+    the values of the data. Settings that are not ``"auto"`` are returned
+    unchanged. With ``n`` samples, ``K`` neurons, images of side ``S =
+    min(H, W)`` and ``B`` samples per batch:
+
+    * ``n_layers``: 2, or 3 from 5,000 samples on (deeper cores need data);
+      time series: 2.
+    * ``kernel_size``: images, a first layer of about a third of the image
+      (``S / 3`` rounded down to an odd number, within ``[3, 13]``), then
+      5 (3 below 16 px); time series: ``(9, 5)``.
+    * ``channels``: ``8 * ceil(sqrt(K))`` within ``[16, 64]`` (more neurons
+      share, and need, more features).
+    * ``validation_fraction``: ``200 / n`` within ``[0.1, 0.2]``: at least
+      200 validation samples when that costs at most a fifth of the data,
+      so that early stopping does not follow noise.
+    * ``patience``: about 400 optimizer steps, ``ceil(400 / n_batches)``
+      within ``[8, 50]`` epochs, where ``n_batches = ceil(n_train / B)``:
+      small data sets have few steps per epoch and need more epochs.
+    * ``max_epochs``: about 8,000 steps, ``ceil(8000 / n_batches)`` within
+      ``[40, 400]``.
+    * ``n_ensemble``: 5 fits averaged below 2,000 samples (small fits are
+      cheap, and their error is mostly variance, which averaging removes),
+      else 1.
+    * ``gamma_readout``: ``5 * response_scale / n_train``: an L1 prior on
+      the readout (each neuron reads few positions and features) of fixed
+      strength in the summed log-likelihood, so that it matters with little
+      data and fades with more.
+
+    Parameters
+    ----------
+    input_type : {"image", "time_series", "video"}
+    input_shape : tuple of int
+        One sample as the core sees it: ``(C, H, W)``, ``(C, T)`` or ``(T,
+        C, H, W)`` (movies follow the image rules, with one model).
+    n_samples, n_neurons : int
+    batch_size : int, default=64
+    early_stopping : bool, default=True
+        Without it, no samples are held out (``n_train = n``).
+    n_layers, channels, kernel_size, max_epochs, patience, validation_fraction, \
+n_ensemble, gamma_readout
+        The estimator's settings; ``"auto"`` ones are resolved.
+    response_scale : float, default=1.0
+        Scale of the responses in the training loss: the mean count per
+        neuron for count families, the standard deviation for the Gaussian
+        (whose loss is in squared response units), 1 for Bernoulli.
+    sample_weight_sum : float, optional
+        Number of samples of positive weight, if the fit is weighted: the
+        readout prior counts only the samples that take part.
+
+    Returns
+    -------
+    resolved : dict
+        The eight settings, ``"auto"`` replaced.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.cnn import resolve_auto_defaults
+    >>> resolved = resolve_auto_defaults(
+    ...     input_type="image", input_shape=(1, 20, 20), n_samples=9500, n_neurons=4)
+    >>> resolved["n_layers"], resolved["kernel_size"], resolved["channels"]
+    (3, [7, 5], 16)
+    >>> resolved["patience"], resolved["max_epochs"], resolved["n_ensemble"]
+    (8, 60, 1)
+    """
+    image = input_type in ("image", "video")
+    side = min(input_shape[-2:]) if image else input_shape[-1]
+    if n_layers == "auto":
+        n_layers = 3 if image and n_samples >= _DEEP_MIN_SAMPLES else 2
+    if kernel_size == "auto":
+        if image:
+            first = min(max(_odd(side / 3), 3), 13, _odd(side - 1) if side > 1 else 1)
+            kernel_size = [first, 5 if side >= 16 else 3]
+        else:
+            kernel_size = [9, 5]
+    if channels == "auto":
+        channels = int(np.clip(8 * np.ceil(np.sqrt(n_neurons)), 16, 64))
+    if validation_fraction == "auto":
+        validation_fraction = float(np.clip(_MIN_VALID_SAMPLES / n_samples, 0.1, 0.2))
+    n_valid = int(np.ceil(validation_fraction * n_samples)) if early_stopping else 0
+    n_batches = max(1, int(np.ceil(max(n_samples - n_valid, 1) / batch_size)))
+    if patience == "auto":
+        patience = int(np.clip(np.ceil(_PATIENCE_STEPS / n_batches), 8, 50))
+    if max_epochs == "auto":
+        max_epochs = int(np.clip(np.ceil(_MAX_STEPS / n_batches), 40, 400))
+    if n_ensemble == "auto":
+        small = n_samples < _SMALL_MIN_SAMPLES and input_type != "video"
+        n_ensemble = _ENSEMBLE_SIZE if small else 1
+    elif input_type == "video" and n_ensemble != 1:
+        raise ValueError(
+            f"input_type='video' fits one model: n_ensemble must be 1; got {n_ensemble}."
+        )
+    if gamma_readout == "auto":
+        n_train = n_samples - n_valid
+        if sample_weight_sum is not None:
+            n_train = sample_weight_sum * (n_train / n_samples)
+        gamma_readout = _READOUT_PRIOR * float(response_scale) / max(n_train, 1.0)
+    return {
+        "n_layers": n_layers,
+        "channels": channels,
+        "kernel_size": kernel_size,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "validation_fraction": validation_fraction,
+        "n_ensemble": n_ensemble,
+        "gamma_readout": gamma_readout,
+    }

@@ -35,7 +35,7 @@ def time_series_cnn():
     X = rng.normal(size=(200, 2, 30))
     y = rng.poisson(1.0, size=(200, 3)).astype(float)
     model = CNNEncoder(n_layers=2, channels=3, kernel_size=3, dilation=[1, 2],
-                       input_type="time_series", max_epochs=2, device="cpu",
+                       input_type="time_series", max_epochs=2, n_ensemble=1, device="cpu",
                        random_state=0).fit(X, y)
     assert model.readout_type_ == "last" and model.receptive_field_ == (7,)
     return model, X

@@ -37,6 +37,9 @@ def _cnn(**params):
         n_layers=1, channels=2, kernel_size=3, padding="same", batch_norm=False,
         gamma_input=0.0, lr=3e-2, link="exp", batch_size=64, max_epochs=40, patience=10,
         modulator_hidden_units=4, device="cpu", random_state=0,
+        # one model and the former training settings (not the small-data defaults),
+        # so that the fits with and without behaviour compare like for like
+        n_ensemble=1, validation_fraction=0.1, gamma_readout=0.0,
     )
     return CNNEncoder(**{**defaults, **params})
 

@@ -23,7 +23,11 @@ from sklearn_cnnenc.nn import CausalCore1d, Core2d
 from sklearn_cnnenc.stimuli import pink_noise
 
 N_TRAIN = 1500
-SMALL = dict(channels=4, kernel_size=[5, 3], max_epochs=3, device="cpu", random_state=0)
+# one fitted model, not the small-data ensemble, keeps these tests fast
+SMALL = dict(
+    channels=4, kernel_size=[5, 3], max_epochs=3, n_ensemble=1, validation_fraction=0.1,
+    device="cpu", random_state=0,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,7 +58,12 @@ def v1():
 
 @pytest.fixture(scope="module")
 def cnn(v1):
-    return CNNEncoder(channels=8, max_epochs=30, device="cpu", random_state=0).fit(
+    # the former defaults (two layers of 9 and 5, patience 10, no ensemble),
+    # whose fit these acceptance tests were sized for
+    return CNNEncoder(
+        n_layers=2, channels=8, kernel_size=(9, 5), max_epochs=30, patience=10,
+        validation_fraction=0.1, n_ensemble=1, device="cpu", random_state=0,
+    ).fit(
         v1["X_train"], v1["y_train"]
     )
 

@@ -9,7 +9,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_cnnenc import BayesianDecoder, CNNEncoder, LNModel, PoissonGLM, PoissonGLMCV
+from sklearn_cnnenc import (
+    BayesianDecoder,
+    CNNEncoder,
+    CNNEncoderCV,
+    LNModel,
+    PoissonGLM,
+    PoissonGLMCV,
+)
 from sklearn_cnnenc.preprocessing import RaisedCosineBasis, TimeLagger
 
 COUNT_MULTIOUTPUT_REASON = (
@@ -183,6 +190,17 @@ ESTIMATORS = [
         n_init=2,
         max_epochs=2,
         device="cpu",
+    ),
+    # the small-data default: an averaged ensemble of (here) two models
+    CNNEncoder(n_layers=1, channels=2, kernel_size=1, n_ensemble=2, max_epochs=2, device="cpu"),
+    # successive halving over two architectures, 2 folds
+    CNNEncoderCV(
+        CNNEncoder(n_layers=1, channels=2, kernel_size=1, max_epochs=2, n_ensemble=1,
+                   early_stopping=False, device="cpu"),
+        {"channels": [2, 3]},
+        cv=2,
+        factor=2,
+        random_state=0,
     ),
 ]
 

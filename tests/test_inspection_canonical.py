@@ -13,8 +13,9 @@ from sklearn_cnnenc.datasets import make_energy_model_data, make_v1_population
 from sklearn_cnnenc.inspection import canonicalize
 from sklearn_cnnenc.nn import DenseReadout, FactorizedReadout, GaussianReadout
 
-SMALL = dict(channels=4, kernel_size=[5, 3], activation="relu", max_epochs=3, device="cpu",
-             random_state=0)
+# one model (not the small-data ensemble): canonicalize takes one CNN
+SMALL = dict(channels=4, kernel_size=[5, 3], activation="relu", max_epochs=3, n_ensemble=1,
+             device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +285,9 @@ def test_other_refusals(images, energy_data):
     )
     with pytest.raises(ValueError, match="equivalent_glm"):
         canonicalize(separable)
+    ensemble = CNNEncoder(**{**SMALL, "n_ensemble": 2, "max_epochs": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="n_ensemble=1"):
+        canonicalize(ensemble)
     with pytest.raises(NotFittedError):
         canonicalize(CNNEncoder())
     with pytest.raises(TypeError, match="canonicalize needs a fitted CNNEncoder"):

@@ -92,7 +92,7 @@ def test_dilated_field_has_holes_but_the_chapter_extent():
 )
 def test_fitted_cnn_receptive_field_agrees_with_its_attribute_and_gradients(images, options):
     X, y = images
-    model = CNNEncoder(**{**SMALL, **options}).fit(X, y)
+    model = CNNEncoder(n_ensemble=1, **{**SMALL, **options}).fit(X, y)
     assert receptive_field_size(model) == model.receptive_field_
     field = empirical_receptive_field(model, X[:8])
     assert field.extent == model.receptive_field_
@@ -102,7 +102,7 @@ def test_fitted_cnn_receptive_field_agrees_with_its_attribute_and_gradients(imag
 def test_causal_model_field_counts_time_bins():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 1, 24)), rng.poisson(1.0, 200).astype(float)
-    model = CNNEncoder(n_layers=3, kernel_size=3, dilation="exponential",
+    model = CNNEncoder(n_ensemble=1, n_layers=3, kernel_size=3, dilation="exponential",
                        input_type="time_series", **SMALL).fit(X, y)
     assert receptive_field_size(model) == model.receptive_field_ == (15,)
     assert empirical_receptive_field(model, X[:5]).extent == (15,)
@@ -165,8 +165,8 @@ def test_ln_neuron_field_is_reshaped_to_its_input_shape():
 def test_weight_sharing_divides_parameters_by_the_number_of_positions(images):
     X, y = images
     options = dict(SMALL, n_layers=1, kernel_size=5, batch_norm=False)
-    shared = CNNEncoder(**options).fit(X, y)
-    local = CNNEncoder(weight_sharing=False, **options).fit(X, y)
+    shared = CNNEncoder(n_ensemble=1, **options).fit(X, y)
+    local = CNNEncoder(n_ensemble=1, weight_sharing=False, **options).fit(X, y)
     conv = count_parameters(shared, by_module=True)["predictor.core.blocks.0.conv"]
     lc = count_parameters(local, by_module=True)["predictor.core.blocks.0.conv"]
     height, width = shared.core_.output_size
@@ -191,7 +191,7 @@ def test_bad_inputs_name_what_is_expected(images):
         receptive_field_size([3, 0])
     with pytest.raises(TypeError, match="kernel_sizes must be"):
         receptive_field_size("3")
-    model = CNNEncoder(kernel_size=[5, 3], **SMALL).fit(X, y)
+    model = CNNEncoder(n_ensemble=1, kernel_size=[5, 3], **SMALL).fit(X, y)
     with pytest.raises(ValueError, match=r"neuron must be an integer in \[0, 3\)"):
         empirical_receptive_field(model, X, neuron=3)
     with pytest.raises(ValueError, match="unit must be"):

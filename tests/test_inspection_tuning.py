@@ -49,7 +49,8 @@ def complex_cells():
     n_train = 1500
     data = make_v1_population(n_train + 300, n_simple=0, n_complex=4, random_state=0)
     X_train, y_train = data.X[:n_train], data.y[:n_train]
-    cnn = CNNEncoder(channels=8, max_epochs=30, device="cpu", random_state=0).fit(
+    cnn = CNNEncoder(channels=8, kernel_size=(9, 5), max_epochs=30, n_ensemble=1, device="cpu",
+                     random_state=0).fit(
         X_train, y_train
     )
     glm = PoissonGLM(alpha=10.0).fit(_flat(X_train), y_train)

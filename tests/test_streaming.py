@@ -65,8 +65,10 @@ def small_chunks(monkeypatch):
 
 
 def _model(**params):
+    # one model and a 10% validation split (the windows above are sized for
+    # it), not the small-data defaults
     settings = dict(channels=3, kernel_size=(5, 3), max_epochs=3, batch_size=64,
-                    device="cpu", random_state=0)
+                    n_ensemble=1, validation_fraction=0.1, device="cpu", random_state=0)
     return CNNEncoder(**{**settings, **params})
 
 
@@ -387,7 +389,8 @@ def test_cli_fit_compare_and_predict_stream_an_h5_stimulus_set(data, tmp_path, m
         return LazyArray(guards[-1])
 
     monkeypatch.setattr(sklearn_cnnenc.data, "open_array", guarded_open)
-    params = ["--param", "channels=2", "--param", "max_epochs=1", "--param", "device='cpu'"]
+    params = ["--param", "channels=2", "--param", "max_epochs=1", "--param", "device='cpu'",
+              "--param", "n_ensemble=1"]
     model = tmp_path / "cnn.joblib"
     assert main(["fit", "--data", str(path), "--model", "cnn", "--out", str(model),
                  *params]) == 0
@@ -437,7 +440,7 @@ from sklearn_cnnenc import CNNEncoder
 
 # reads of 4 MB (validation) and shuffle windows of 2 MB, for a 50 MB store
 lazy._CHUNK_BYTES, streaming._WINDOW_BYTES = 4 * 2**20, 2 * 2**20
-params = dict(n_layers=1, channels=2, kernel_size=5, max_epochs=1, batch_size=64,
+params = dict(n_layers=1, channels=2, kernel_size=5, max_epochs=1, batch_size=64, n_ensemble=1,
               device="cpu", random_state=0)
 with h5py.File(sys.argv[1], "r") as f:
     X, y = f["X"], f["y"][:]

@@ -187,6 +187,12 @@ def _fold_batch_norm(block) -> tuple[torch.Tensor, torch.Tensor]:
 def _canonical_cnn(model):
     if model.activation not in ("relu", "identity"):
         raise _not_homogeneous("activation", model.activation, "'relu' or 'identity'")
+    if getattr(model, "n_ensemble_", 1) > 1:
+        raise ValueError(
+            f"canonicalize takes one fitted CNN; this model averages {model.n_ensemble_} "
+            "(n_ensemble_), whose mean is not a CNN of the same architecture. Fit with "
+            "n_ensemble=1."
+        )
     core = model.core_
     if not all(isinstance(block.conv, nn.Conv2d) for block in core.blocks):
         raise ValueError(
