@@ -43,7 +43,19 @@ _ROWS_PER_WRITE = 2048
 
 
 def _peak_rss_mb() -> float:
-    # Linux reports kilobytes
+    """This process's peak resident memory in MB.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one: ``ru_maxrss``
+    survives ``exec``, so a child started by a parent that held the data set
+    would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

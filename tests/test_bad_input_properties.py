@@ -54,6 +54,11 @@ RECIPES = {
     "CNNEncoder": lambda: sklearn_cnnenc.CNNEncoder(
         input_shape=(1, 6), input_type="time_series", max_epochs=1, channels=2,
         kernel_size=3, n_layers=1, device="cpu", random_state=0),
+    "CNNEncoderCV": lambda: sklearn_cnnenc.CNNEncoderCV(
+        sklearn_cnnenc.CNNEncoder(
+            input_shape=(1, 6), input_type="time_series", max_epochs=1, kernel_size=3,
+            n_ensemble=1, device="cpu", random_state=0),
+        {"n_layers": [1], "channels": [2]}, cv=2, random_state=0),
     "BayesianDecoder": lambda: sklearn_cnnenc.BayesianDecoder(sklearn_cnnenc.PoissonGLM()),
     "TimeLagger": lambda: preprocessing.TimeLagger(n_lags=2),
     "RaisedCosineBasis": lambda: preprocessing.RaisedCosineBasis(n_basis=2),
