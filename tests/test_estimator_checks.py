@@ -211,7 +211,7 @@ def one_thread_for_cnns(request):
     cores two OpenMP threads waiting on each other can make one call take 0.1 s."""
     estimator = getattr(request.node, "callspec", None)
     estimator = estimator.params.get("estimator") if estimator else None
-    if not isinstance(estimator, CNNEncoder):
+    if not isinstance(estimator, (CNNEncoder, CNNEncoderCV)):
         yield
         return
     previous = torch.get_num_threads()

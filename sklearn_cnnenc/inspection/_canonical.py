@@ -96,7 +96,7 @@ def canonicalize(model):
     >>> data = make_v1_population(n_samples=200, n_simple=2, n_complex=1, image_size=12,
     ...                           random_state=0)
     >>> model = CNNEncoder(channels=4, kernel_size=[5, 3], activation="relu", max_epochs=2,
-    ...                    device="cpu", random_state=0).fit(data.X, data.y)
+    ...                    n_ensemble=1, device="cpu", random_state=0).fit(data.X, data.y)
     >>> canonical = canonicalize(model)
     >>> bool(np.allclose(canonical.predict(data.X), model.predict(data.X), rtol=1e-4))
     True
