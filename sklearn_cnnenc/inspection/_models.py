@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from ..nn.cores import _StackedCore
@@ -105,3 +106,19 @@ def predict(model, X) -> np.ndarray:
             f"responses; got {_name(model)}."
         )
     return prediction.reshape(len(X), -1)
+
+
+def _gradient_footprint(gradient: torch.Tensor) -> Bunch:
+    """Mask, mean gradient, sensitivity and extent of per-sample input gradients."""
+    gradient = gradient.detach().cpu().double().numpy()
+    mask = np.any(gradient != 0.0, axis=0)
+    extent = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        extent.append(int(hits[-1] - hits[0] + 1) if hits.size else 0)
+    return Bunch(
+        mask=mask,
+        gradient=gradient.mean(axis=0),
+        sensitivity=np.abs(gradient).mean(axis=0),
+        extent=tuple(extent),
+    )

@@ -14,6 +14,7 @@ from ..nn.cores import _StackedCore, receptive_field
 from ..nn.locally_connected import _pair
 from ..utils import evaluating
 from ._models import (
+    _gradient_footprint,
     _name,
     as_model_input,
     check_fitted_encoder,
@@ -312,18 +313,7 @@ def empirical_receptive_field(model, X, neuron=None, *, unit=None) -> Bunch:
         else:
             shape = tuple(getattr(model, "input_shape_", gradient.shape[1:]))
             gradient = gradient.reshape(len(gradient), *shape)
-    gradient = gradient.detach().cpu().double().numpy()
-    mask = np.any(gradient != 0.0, axis=0)
-    extent = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        extent.append(int(hits[-1] - hits[0] + 1) if hits.size else 0)
-    return Bunch(
-        mask=mask,
-        gradient=gradient.mean(axis=0),
-        sensitivity=np.abs(gradient).mean(axis=0),
-        extent=tuple(extent),
-    )
+    return _gradient_footprint(gradient)
 
 
 def _unit_position(core, input_size, map_shape, unit) -> tuple[int, int]:
@@ -405,3 +395,4 @@ def count_parameters(model, *, by_module: bool = False):
         if n:
             counts[name] = int(n)
     return counts
+

@@ -7,7 +7,7 @@ import torch
 from sklearn.utils import Bunch
 
 from ..utils import evaluating
-from ._models import as_model_input, is_cnn_encoder, linear_predictor
+from ._models import _gradient_footprint, as_model_input, is_cnn_encoder, linear_predictor
 
 
 def is_video_model(model) -> bool:
@@ -59,15 +59,4 @@ def video_receptive_field(model, X, neuron=None, unit=None) -> Bunch:
                 raise ValueError(f"unit {unit} is outside the {height}x{width} output map.")
             (gradient,) = torch.autograd.grad(out[:, :, -1, row, column].sum(), inputs)
         gradient = gradient.sum(dim=2)
-    gradient = gradient.detach().cpu().double().numpy()
-    mask = np.any(gradient != 0.0, axis=0)
-    extent = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        extent.append(int(hits[-1] - hits[0] + 1) if hits.size else 0)
-    return Bunch(
-        mask=mask,
-        gradient=gradient.mean(axis=0),
-        sensitivity=np.abs(gradient).mean(axis=0),
-        extent=tuple(extent),
-    )
+    return _gradient_footprint(gradient)
