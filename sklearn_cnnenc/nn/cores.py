@@ -502,14 +502,7 @@ class _StackedCore(nn.Module):
 
     # ------------------------------------------------------------ forward
     def _forward4d(self, x: torch.Tensor) -> torch.Tensor:
-        track = self.training and self.gamma_activity > 0
-        activity = 0.0
-        for block in self.blocks:
-            x = block(x)
-            if track:
-                activity = activity + x.abs().mean()
-        self._activity = activity if track else None
-        return x
+        return _run_blocks_tracking_activity(self, x)
 
     # -------------------------------------------------------- penalties
     def first_layer_filters(self) -> torch.Tensor:
@@ -749,3 +742,16 @@ class CausalCore1d(_StackedCore):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward4d(x.unsqueeze(2)).squeeze(2)
+
+
+def _run_blocks_tracking_activity(core: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run ``core.blocks`` in order; in training with ``core.gamma_activity > 0``,
+    keep the summed mean absolute activity in ``core._activity`` for the penalty."""
+    track = core.training and core.gamma_activity > 0
+    activity = 0.0
+    for block in core.blocks:
+        x = block(x)
+        if track:
+            activity = activity + x.abs().mean()
+    core._activity = activity if track else None
+    return x

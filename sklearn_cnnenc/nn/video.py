@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cores import _EPS, _LAPLACE_1D, _LAPLACE_2D, ACTIVATIONS, _positive_ints, per_layer
+from .cores import (
+    _EPS,
+    _LAPLACE_1D,
+    _LAPLACE_2D,
+    ACTIVATIONS,
+    _positive_ints,
+    _run_blocks_tracking_activity,
+    per_layer,
+)
 
 __all__ = ["CausalCore3d", "VideoPredictor"]
 
@@ -193,14 +201,7 @@ class CausalCore3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps ``(n, C_out, T, H', W')`` of movies ``(n, C, T, H, W)``."""
-        track = self.training and self.gamma_activity > 0
-        activity = 0.0
-        for block in self.blocks:
-            x = block(x)
-            if track:
-                activity = activity + x.abs().mean()
-        self._activity = activity if track else None
-        return x
+        return _run_blocks_tracking_activity(self, x)
 
     def first_layer_filters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Spatial ``(n, k, k)`` and temporal ``(n, t)`` first-layer filters."""
