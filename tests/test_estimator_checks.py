@@ -105,9 +105,34 @@ CNN_SAMPLE_WEIGHT_REASON = (
     "weighted fits are tested in test_cnn.py"
 )
 
+# A float32 matrix product (the convolutions and readouts) is computed in row
+# blocks whose width depends on the CPU's vector unit; the last, partial block
+# takes a different kernel, so a sample's prediction can change in its last bit
+# when it moves within the batch (seen on an AVX-512 CI machine: 2.4e-7 relative
+# for one sample of 20, never on this AVX2 machine). The checks demand rtol=1e-7,
+# one float32 ulp; test_cnn_predictions_do_not_depend_on_sample_order_or_subset
+# below asserts the invariance to a float32 round-off bound instead.
+FLOAT32_BATCH_REASON = (
+    "a float32 matrix product blocks the batch's rows by the CPU's vector width, so a "
+    "sample's prediction can change by one float32 ulp (2.4e-7 relative, measured) when it "
+    "moves within the batch, while the check demands rtol=1e-7; the invariance is "
+    "asserted to a float32 round-off bound in this file"
+)
+FLOAT32_BATCH_CHECKS = [
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+]
+
 
 def expected_failed_checks(estimator) -> dict[str, str]:
     """Checks that cannot pass for this configuration, each with its reason."""
+    failures = _expected_failed_checks(estimator)
+    if isinstance(estimator, (CNNEncoder, CNNEncoderCV)):
+        failures.update(dict.fromkeys(FLOAT32_BATCH_CHECKS, FLOAT32_BATCH_REASON))
+    return failures
+
+
+def _expected_failed_checks(estimator) -> dict[str, str]:
     if isinstance(estimator, BayesianDecoder):
         if estimator.stimuli is None:
             return {}
@@ -246,3 +271,35 @@ def test_nonconvex_weights_reason_states_the_measured_gap(estimator):
                           str(error))
         assert found is not None, str(error)
         assert float(found.group(1)) <= NONCONVEX_WEIGHTS_RTOL
+
+
+# Each prediction of these networks is a chain of float32 sums over at most a few
+# dozen terms; regrouping one sum moves it by a few ulps of its largest term.
+# 64 ulps of float32 bounds that with room to spare and is still 20,000 times
+# tighter than any difference between two fitted models the tests compare.
+FLOAT32_ROUND_OFF_RTOL = 64 * float(np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [e for e in ESTIMATORS if isinstance(e, (CNNEncoder, CNNEncoderCV))],
+    ids=lambda e: type(e).__name__,
+)
+def test_cnn_predictions_do_not_depend_on_sample_order_or_subset(estimator):
+    # what check_methods_sample_order_invariance and check_methods_subset_invariance
+    # test, to a float32 round-off bound (FLOAT32_BATCH_REASON)
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    X = 3 * rng.uniform(size=(20, 3))
+    y = rng.poisson(2.0, size=20).astype(float)
+    model = clone(estimator).set_params(random_state=0).fit(X, y)
+    order = rng.permutation(20)
+    expected = model.predict(X)
+    np.testing.assert_allclose(model.predict(X[order]), expected[order],
+                               rtol=FLOAT32_ROUND_OFF_RTOL, atol=0)
+    for subset in np.array_split(np.arange(20), 2):
+        np.testing.assert_allclose(model.predict(X[subset]), expected[subset],
+                                   rtol=FLOAT32_ROUND_OFF_RTOL, atol=0)
+    # and the predictions are not all equal (a constant model would pass trivially)
+    assert np.ptp(expected) > 100 * FLOAT32_ROUND_OFF_RTOL * np.abs(expected).max()
