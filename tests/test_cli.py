@@ -35,7 +35,8 @@ def test_compare_writes_tables_and_figure(npz_file, tmp_path, capsys):
     payload = json.loads((out / "results.json").read_text())
     assert payload["models"] == ["glm", "ln"] and payload["n_folds"] == 3
     assert payload["n_neurons"] == 3
-    assert len(payload["best_params"]) == 6  # both models are searches, 3 folds each
+    # the GLM's path is searched in each of 3 folds; a one-value LN grid is a setting
+    assert [row["model"] for row in payload["best_params"]] == ["glm"] * 3
 
 
 def test_fit_then_predict_round_trip(npz_file, tmp_path, capsys):
@@ -257,6 +258,27 @@ def test_grid_override_and_its_errors(npz_file, tmp_path, capsys):
         assert main(["compare", "--data", str(npz_file), "--models", "glm", "--grid", grid,
                      "--out", str(out)]) == 2
         assert message in _one_line_error(capsys)
+
+
+def test_the_cnn_runs_on_its_defaults_and_a_one_value_grid_is_a_setting():
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_cnnenc import CNNEncoder
+    from sklearn_cnnenc.cli import _build_models
+
+    models = _build_models(["glm", "ln", "cnn"], (1, 6, 6), "cpu", quick=False)
+    assert isinstance(models["cnn"], CNNEncoder)  # no inner search: its defaults are "auto"
+    assert models["cnn"].get_params()["channels"] == "auto"
+    assert isinstance(models["ln"], GridSearchCV)
+    models = _build_models(["cnn"], (1, 6, 6), "cpu", quick=False,
+                           grids={"cnn": {"channels": [4], "kernel_size": [3, 5]}})
+    search = models["cnn"]
+    assert isinstance(search, GridSearchCV)
+    assert search.param_grid == {"kernel_size": [3, 5]}
+    assert search.estimator.get_params()["channels"] == 4
+    models = _build_models(["cnn"], (1, 6, 6), "cpu", quick=False,
+                           grids={"cnn": {"channels": [4]}})
+    assert isinstance(models["cnn"], CNNEncoder) and models["cnn"].channels == 4
 
 
 def test_glm_alpha_grid_is_alpha_max_down_four_decades():
