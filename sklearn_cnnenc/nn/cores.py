@@ -276,6 +276,17 @@ def resolve_architecture(
     return spec
 
 
+def _group_sparsity(weight: torch.Tensor) -> torch.Tensor:
+    """Sum over filters of ``sum_c ||W_oc|| / ||W_o||`` (scale-free group sparsity).
+
+    ``weight`` is ``(..., out, in, kernel entries)``: a group is one input
+    channel's kernel of one output filter.
+    """
+    group_norms = torch.sqrt(weight.pow(2).sum(-1) + _EPS)
+    filter_norms = torch.sqrt(weight.pow(2).sum((-1, -2)) + _EPS)
+    return (group_norms.sum(-1) / filter_norms).sum()
+
+
 class _Block(nn.Module):
     """One layer: (pad) -> conv -> bias -> BatchNorm -> nonlinearity -> (crop) -> pool."""
 
@@ -530,9 +541,7 @@ class _StackedCore(nn.Module):
             # channel's kernel; a convolution has a single "position"
             n_positions = 1 if isinstance(conv, nn.Conv2d) else conv.weight.shape[0]
             weight = conv.weight.reshape(n_positions, conv.out_channels, conv.in_channels, -1)
-            group_norms = torch.sqrt(weight.pow(2).sum(-1) + _EPS)
-            filter_norms = torch.sqrt(weight.pow(2).sum((-1, -2)) + _EPS)
-            total = total + (group_norms.sum(-1) / filter_norms).sum()
+            total = total + _group_sparsity(weight)
         return total
 
     def regularizer(self) -> torch.Tensor:

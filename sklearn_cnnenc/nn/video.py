@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cnn import CNNPredictor
 from .cores import (
     _EPS,
     _LAPLACE_1D,
     _LAPLACE_2D,
     ACTIVATIONS,
+    _group_sparsity,
     _positive_ints,
     _run_blocks_tracking_activity,
     per_layer,
@@ -227,9 +229,7 @@ class CausalCore3d(nn.Module):
         if self.gamma_hidden > 0 and self.n_layers > 1:
             for block in self.blocks[1:]:
                 weight = block.spatial.weight.flatten(2)  # (out, in, k*k)
-                groups = torch.sqrt(weight.pow(2).sum(-1) + _EPS)
-                filters = torch.sqrt(weight.pow(2).sum((-1, -2)) + _EPS)
-                total = total + self.gamma_hidden * (groups.sum(-1) / filters).sum()
+                total = total + self.gamma_hidden * _group_sparsity(weight)
         if self.gamma_activity > 0 and self._activity is not None:
             total = total + self.gamma_activity * self._activity
             self._activity = None
@@ -241,7 +241,7 @@ class CausalCore3d(nn.Module):
         return state
 
 
-class VideoPredictor(nn.Module):
+class VideoPredictor(CNNPredictor):
     """Movie windows -> causal 3-D core -> features at the last frame -> image readout.
 
     Parameters
@@ -254,6 +254,9 @@ class VideoPredictor(nn.Module):
         Keep only the last ``crop`` frames of each window (the temporal
         receptive field: earlier frames cannot reach the last output frame).
 
+    Penalties and the intercept's start are :class:`CNNPredictor`'s; only
+    the input path differs.
+
     Examples
     --------
     >>> import torch
@@ -265,12 +268,7 @@ class VideoPredictor(nn.Module):
     """
 
     def __init__(self, core: CausalCore3d, readout: nn.Module, crop: int | None = None) -> None:
-        super().__init__()
-        self.core = core
-        self.readout = readout
-        self.crop = crop
-        dtype = next(readout.parameters()).dtype
-        self.register_buffer("_zero", torch.zeros((), dtype=dtype), persistent=False)
+        super().__init__(core, readout, crop=crop)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Linear predictors ``(n, n_outputs)`` of movie windows ``(n, T, C, H, W)``."""
@@ -278,16 +276,3 @@ class VideoPredictor(nn.Module):
             X = X[:, -self.crop :]
         features = self.core(X.transpose(1, 2))
         return self.readout(features[:, :, -1])
-
-    def regularizer(self) -> torch.Tensor:
-        """Core and readout penalties (a scalar)."""
-        core, readout = self.core, self.readout
-        if not (
-            core.gamma_input or core.gamma_hidden or core.gamma_activity or readout.gamma_readout
-        ):
-            return self._zero
-        return core.regularizer() + readout.regularizer()
-
-    def initialize_intercept(self, eta: torch.Tensor) -> None:
-        """Start each neuron's readout bias at ``eta``."""
-        self.readout.initialize_intercept(eta)
