@@ -282,8 +282,9 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
     for counts; default False), ``_initialize_module`` (the starting point;
     default each neuron's mean rate and marginal dispersion; it receives the
     fit's ``_FitProblem``) and ``_set_fitted_attributes`` to expose readable
-    parameters. Hooks get what they need as arguments: none reads an
-    attribute that another hook set during the fit.
+    parameters. Hooks get what they need as arguments, or read documented
+    fitted state that ``_validate_X(X, reset=True)`` records at the start
+    of the prepare phase (``n_features_in_``; ``CNNEncoder.input_layout_``).
 
     ``fit`` runs four phases: ``_prepare_fit`` (validation, seeds, tensors
     on the device once), ``_train_one_seed`` (per seed), ``_select`` (the

@@ -13,8 +13,15 @@ __all__ = ["build_video_predictor"]
 _FIXED = {"dilation": 1, "stride": 1, "pooling": None, "weight_sharing": True}
 
 
-def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
+def build_video_predictor(
+    model, X, y, dtype: torch.dtype, *, settings: dict, split, readout: str
+) -> VideoPredictor:
     """Core + readout of a movie ``CNNEncoder`` for validated windows ``X`` (n, T, C, H, W).
+
+    ``model`` gives its constructor parameters only; what the fit has
+    resolved comes as arguments: ``settings`` (the ``"auto"`` settings
+    resolved), ``split`` (the validation split, or None) and ``readout`` (the
+    readout's name). The window shape is that of ``X``.
 
     Raises ``ValueError`` for options the movie core does not support, windows
     shorter than its temporal receptive field, or too few training samples
@@ -26,17 +33,16 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
             f"input_type='video' does not support {', '.join(changed)}; keep the "
             "default(s) (the movie core is a stack of stride-1 factorised convolutions)."
         )
-    _, shape, _ = model._fit_layout
-    n_frames, channels, height, width = shape
-    split = model._split("video")
+    n_frames, channels, height, width = X.shape[1:]
     n_samples = len(X)
     if split is not None:
         split.check(n_samples)
     n_train = n_samples - (0 if split is None else split.n_valid(n_samples))
     if model.batch_norm and n_train < 2:
         raise ValueError(f"BatchNorm needs at least 2 training samples; got {n_train} sample(s).")
-    auto = model._resolved()
-    temporal = _positive_ints(model.temporal_kernel_size, auto["n_layers"], "temporal_kernel_size")
+    temporal = _positive_ints(
+        model.temporal_kernel_size, settings["n_layers"], "temporal_kernel_size"
+    )
     extent = 1 + sum(t - 1 for t in temporal)
     if n_frames < extent:
         raise ValueError(
@@ -47,9 +53,9 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
     core = CausalCore3d(
         channels,
         (extent, height, width),
-        n_layers=auto["n_layers"],
-        channels=auto["channels"],
-        kernel_size=auto["kernel_size"],
+        n_layers=settings["n_layers"],
+        channels=settings["channels"],
+        kernel_size=settings["kernel_size"],
         temporal_kernel_size=temporal,
         padding=model.padding,
         batch_norm=model.batch_norm,
@@ -60,11 +66,11 @@ def build_video_predictor(model, X, y, dtype: torch.dtype) -> VideoPredictor:
         dtype=dtype,
     )
     head = make_readout(
-        model._readout_name("video"),
+        readout,
         core.out_channels,
         core.output_size,
         y.shape[1],
-        auto["gamma_readout"],
+        settings["gamma_readout"],
         dtype,
     )
     # the last output frame sees only the last `extent` frames: crop the rest

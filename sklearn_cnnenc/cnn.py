@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,7 +33,7 @@ from .nn.modulators import GAIN_LINKS
 from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
 from .utils._threads import limits_threads
 
-__all__ = ["CNNEncoder", "resolve_auto_defaults"]
+__all__ = ["CNNEncoder", "InputLayout", "resolve_auto_defaults"]
 
 # the learning rate drops by this factor when the monitored loss stalls for
 # about a third of the early-stopping patience, so that a run gets two or
@@ -80,6 +81,72 @@ class _AverageEnsemble(Callback):
             raw = module.raw_dispersion.detach().reshape(module.n_restarts, -1).mean(dim=0)
             module.raw_dispersion = torch.nn.Parameter(raw.clone())
         module.n_restarts = 1
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How a fitted :class:`CNNEncoder` reads one sample (its ``input_layout_``).
+
+    Computed once per fit, when ``fit`` validates ``X`` (as scikit-learn
+    records ``n_features_in_``), from the shape of ``X`` and the
+    ``input_type`` and ``input_shape`` parameters. It is the single
+    description of the inputs that every later step reads: the core and
+    readout that are built, the ``"auto"`` settings, the validation split,
+    and the validation of ``X`` in ``predict``. A new ``fit`` computes it
+    again, so a refit on samples of another shape gets a new layout.
+
+    Attributes
+    ----------
+    input_type : {"image", "time_series", "lagged", "video"}
+        How a sample is read (``input_type="auto"`` resolved).
+    input_shape : tuple of int
+        One sample as the model's module takes it: ``(C, H, W)``, ``(C,
+        T)``, ``(n_lags, C)`` or ``(T, C, H, W)``; the fitted model's
+        ``input_shape_`` and ``sample_shape_``.
+    given_shape : tuple of int
+        One sample as ``fit`` received it: ``X.shape[1:]``, e.g. ``(H, W)``;
+        for a flat ``X``, ``input_shape`` or, without it, ``(n_features,)``.
+
+    Examples
+    --------
+    >>> from sklearn_cnnenc.cnn import InputLayout
+    >>> layout = InputLayout("image", (1, 20, 20), (20, 20))
+    >>> layout.accepts((20, 20)), layout.accepts((1, 20, 20)), layout.accepts((20, 21))
+    (True, True, False)
+    """
+
+    input_type: str
+    input_shape: tuple
+    given_shape: tuple
+
+    def accepts(self, sample_shape: tuple) -> bool:
+        """Whether samples of shape ``sample_shape`` (not flat) can be read with this layout.
+
+        Parameters
+        ----------
+        sample_shape : tuple of int
+            ``X.shape[1:]`` of a multi-dimensional ``X``.
+
+        Returns
+        -------
+        accepted : bool
+            True for the shape given to ``fit``, the module's shape, and a
+            single-channel image or movie without its channel axis.
+
+        Examples
+        --------
+        >>> from sklearn_cnnenc.cnn import InputLayout
+        >>> InputLayout("video", (8, 1, 12, 12), (8, 12, 12)).accepts((8, 1, 12, 12))
+        True
+        """
+        sample_shape = tuple(sample_shape)
+        if sample_shape in (self.input_shape, self.given_shape):
+            return True
+        if self.input_type == "image" and len(sample_shape) == 2:
+            return (1, *sample_shape) == self.input_shape
+        if self.input_type == "video" and len(sample_shape) == 3:
+            return (sample_shape[0], 1, *sample_shape[1:]) == self.input_shape
+        return False
 
 
 class CNNEncoder(BaseEncoder):
@@ -335,10 +402,16 @@ class CNNEncoder(BaseEncoder):
 
     Attributes
     ----------
+    input_layout_ : InputLayout
+        How a sample is read: its type, its shape as the model takes it and
+        its shape as ``fit`` received it. Recorded when ``fit`` validates
+        ``X`` and read by every later step of the fit and by ``predict``.
     input_shape_ : tuple of int
         Shape of one sample as the model takes it, ``(C, H, W)``, ``(C, T)``,
-        ``(n_lags, C)`` for lagged designs or ``(T, C, H, W)`` for movies.
+        ``(n_lags, C)`` for lagged designs or ``(T, C, H, W)`` for movies
+        (``input_layout_.input_shape``).
     input_type_ : {"image", "time_series", "lagged", "video"}
+        ``input_layout_.input_type``.
     readout_type_ : str
         The readout used (``"auto"`` resolved).
     n_layers_, channels_, kernel_size_ : int, list of int, list of int
@@ -611,10 +684,10 @@ class CNNEncoder(BaseEncoder):
     def _resolved(self) -> dict:
         """The settings with ``"auto"`` resolved for the data being fitted."""
         if getattr(self, "_auto", None) is None:
-            kind, shape, _ = self._fit_layout
+            layout = self.input_layout_
             self._auto = resolve_auto_defaults(
-                input_type=kind,
-                input_shape=shape,
+                input_type=layout.input_type,
+                input_shape=layout.input_shape,
                 n_samples=self._n_samples_for_auto,
                 n_neurons=getattr(self, "_n_neurons_for_auto", 1),
                 batch_size=self.batch_size,
@@ -727,22 +800,20 @@ class CNNEncoder(BaseEncoder):
                         f"{tuple(self.input_shape)}; pass a flat X or a matching input_shape."
                     )
             kind, shape = self._resolve_layout(tuple(sample_shape), flat)
-            self._fit_layout = (kind, shape, tuple(sample_shape))
+            # the fitted description of the inputs (as validate_data records
+            # n_features_in_): every later step of the fit and predict read it
+            self.input_layout_ = InputLayout(kind, shape, tuple(sample_shape))
             self._n_samples_for_auto = n_samples
             self._auto = None
             return X.reshape(n_samples, *shape)
 
-        kind, shape, raw = self._fit_layout
-        if not flat and X.shape[1:] not in (shape, raw) and not (
-            kind == "image" and len(X.shape) == 3 and (1, *X.shape[1:]) == shape
-        ) and not (
-            kind == "video" and len(X.shape) == 4 and (X.shape[1], 1, *X.shape[2:]) == shape
-        ):
+        layout = self.input_layout_
+        if not flat and not layout.accepts(X.shape[1:]):
             raise ValueError(
                 f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} was "
-                f"fitted on samples of shape {raw}."
+                f"fitted on samples of shape {layout.given_shape}."
             )
-        return X.reshape(n_samples, *shape)
+        return X.reshape(n_samples, *layout.input_shape)
 
     def _checked_input_shape(self, X) -> tuple:
         shape = self.input_shape
@@ -799,11 +870,16 @@ class CNNEncoder(BaseEncoder):
         )
 
     def _build_predictor(self, X, y, dtype, n_copies: int = 1):
-        if self._fit_layout[0] == "video":
-            return build_video_predictor(self, X, y, dtype)
+        layout = self.input_layout_
+        kind, shape = layout.input_type, layout.input_shape
+        auto = self._resolved()
+        if kind == "video":
+            return build_video_predictor(
+                self, X, y, dtype, settings=auto, split=self._split(kind),
+                readout=self._readout_name(kind),
+            )
         # validated once here (naming the bad parameter); the core receives
         # the resolved per-layer lists
-        auto = self._resolved()
         architecture = resolve_architecture(
             auto["n_layers"],
             auto["channels"],
@@ -814,7 +890,6 @@ class CNNEncoder(BaseEncoder):
             self.padding,
         )
         extent = architecture.pop("receptive_field")
-        kind, shape, _ = self._fit_layout
         n_samples = len(X)
         split = self._split(kind)
         if split is not None:
@@ -843,7 +918,7 @@ class CNNEncoder(BaseEncoder):
                 what = (
                     f"X has {length} feature(s), read as a one-channel time series of "
                     f"{length} bin(s)"
-                    if self._fit_layout[2] == (length,)
+                    if layout.given_shape == (length,)
                     else f"The time series have {length} bin(s)"
                 )
                 raise ValueError(
@@ -895,7 +970,7 @@ class CNNEncoder(BaseEncoder):
         return self._resolved()["n_ensemble"]
 
     def _net_params(self, n_samples: int) -> dict:
-        kind = self._fit_layout[0]
+        kind = self.input_layout_.input_type
         auto = self._resolved()
         split = self._split(kind)
         monitor = "train_loss" if split is None else "valid_loss"
@@ -955,10 +1030,10 @@ class CNNEncoder(BaseEncoder):
         return family.default_link
 
     def _set_fitted_attributes(self) -> None:
-        kind, shape, _ = self._fit_layout
-        self.input_type_ = kind
-        self.input_shape_ = shape
-        self.readout_type_ = self._readout_name(kind)
+        layout = self.input_layout_
+        self.input_type_ = layout.input_type
+        self.input_shape_ = layout.input_shape
+        self.readout_type_ = self._readout_name(layout.input_type)
         auto = self._resolved()
         self.n_layers_ = int(auto["n_layers"])
         self.channels_ = list(self.core_.channels)
@@ -988,6 +1063,11 @@ class CNNEncoder(BaseEncoder):
         """The fitted readout module."""
         check_is_fitted(self, "net_")
         return self.module_.predictor.readout
+
+    def __setstate__(self, state):
+        if "_fit_layout" in state:  # pickled before input_layout_ was public
+            state["input_layout_"] = InputLayout(*state.pop("_fit_layout"))
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

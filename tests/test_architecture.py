@@ -66,3 +66,128 @@ def test_architecture_lists_one_existing_file_per_extension_point():
         if "<" not in file:  # a new family is a new file
             assert (ROOT / file).is_file(), f"{point}: {file} does not exist"
     assert (PACKAGE / "distributions").is_dir()
+
+
+# ------------------------------------------------- fitted state is public
+# Private fitted state that a module outside its class still reads, with why;
+# the list may only shrink.
+_KNOWN_OUTSIDE_READS = {
+    # a GLM helper asks whether y was 1-D at fit (the GLM path is being rewritten)
+    ("_glm_inference.py", "_y_ndim"),
+}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _estimator_classes(trees: dict) -> list[ast.ClassDef]:
+    """Every class of the package that derives, at any depth, from BaseEstimator."""
+    classes = [
+        node for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+    ]
+    names, grown = {"BaseEstimator"}, True
+    while grown:
+        grown = False
+        for node in classes:
+            bases = {getattr(base, "id", getattr(base, "attr", "")) for base in node.bases}
+            if node.name not in names and bases & names:
+                names.add(node.name)
+                grown = True
+    return [node for node in classes if node.name in names]
+
+
+def _private_state(estimators: list[ast.ClassDef]) -> dict[str, set[str]]:
+    """Private attributes (``self._x = ...``, not methods) of each estimator class."""
+    methods = {
+        node.name
+        for cls in estimators
+        for node in ast.walk(cls)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    owners: dict[str, set[str]] = {}
+    for cls in estimators:
+        for node in ast.walk(cls):
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            else:
+                continue
+            for target in targets:
+                for sub in ast.walk(target):
+                    if (
+                        isinstance(sub, ast.Attribute)
+                        and isinstance(sub.value, ast.Name)
+                        and sub.value.id == "self"
+                        and _is_private(sub.attr)
+                        and sub.attr not in methods
+                    ):
+                        owners.setdefault(sub.attr, set()).add(cls.name)
+    return owners
+
+
+def _outside_reads(tree: ast.AST, owners: dict[str, set[str]]):
+    """(line, name) of every ``obj._x`` / ``getattr(obj, "_x")`` outside x's owning class."""
+
+    def visit(node, enclosing):
+        if isinstance(node, ast.ClassDef):
+            enclosing = enclosing | {node.name}
+        name, obj = None, None
+        if isinstance(node, ast.Attribute):
+            name, obj = node.attr, node.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            name, obj = node.args[1].value, node.args[0]
+        on_self = isinstance(obj, ast.Name) and obj.id in ("self", "cls")
+        if name in owners and not on_self and not owners[name] & enclosing:
+            yield node.lineno, name
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, enclosing)
+
+    yield from visit(tree, frozenset())
+
+
+def _reads_of_private_state(trees: dict) -> set[tuple[str, str]]:
+    owners = _private_state(_estimator_classes(trees))
+    return {
+        (file, name) for file, tree in trees.items() for _, name in _outside_reads(tree, owners)
+    }
+
+
+def test_no_module_reads_an_estimators_private_fitted_state():
+    # inspection, decoding, the metrics and the movie branch use the public
+    # fitted surface (module_, sample_shape_, as_tensor, input_layout_ ...)
+    trees = {
+        str(path.relative_to(PACKAGE)): ast.parse(path.read_text())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+    found = _reads_of_private_state(trees)
+    assert found <= _KNOWN_OUTSIDE_READS, sorted(found - _KNOWN_OUTSIDE_READS)
+
+
+def test_the_scanner_sees_a_read_of_private_fitted_state():
+    estimator = ast.parse(
+        "class Model(BaseEstimator):\n"
+        "    def fit(self, X):\n"
+        "        self._layout = X.shape\n"
+        "        self.coef_ = self._layout\n"
+        "    def _hook(self):\n"
+        "        return self._layout\n"
+    )
+    outside = ast.parse(
+        "def f(model):\n"
+        "    model._hook()\n"  # a private method: not state
+        "    return model._layout, getattr(model, '_layout', None), model.coef_\n"
+    )
+    trees = {"model.py": estimator, "tool.py": outside}
+    assert _reads_of_private_state(trees) == {("tool.py", "_layout")}
+    assert list(_outside_reads(outside, _private_state(_estimator_classes(trees)))) == [
+        (3, "_layout"), (3, "_layout"),
+    ]

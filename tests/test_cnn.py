@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc.cnn import InputLayout
 from sklearn_cnnenc.datasets import make_v1_population
 from sklearn_cnnenc.links import get_link
 from sklearn_cnnenc.metrics import bits_per_spike
@@ -210,6 +211,36 @@ def test_predicting_on_differently_shaped_stimuli_is_an_error(small_images):
         model.predict(X.reshape(len(X), 1, 6, 24))
     with pytest.raises(ValueError, match="X has 100 features"):
         model.predict(X[:, :10, :10].reshape(len(X), -1))
+
+
+def test_input_layout_is_fitted_state_that_a_refit_recomputes(small_images):
+    X, y = small_images
+    model = CNNEncoder(**SMALL).fit(X, y)
+    assert model.input_layout_ == InputLayout("image", (1, 12, 12), (12, 12))
+    assert model.input_shape_ == model.sample_shape_ == model.input_layout_.input_shape
+    assert model.input_type_ == model.input_layout_.input_type
+    # another shape: a cold refit of the same estimator describes the new inputs
+    X2 = np.concatenate([X, X[:, ::-1]], axis=1).reshape(len(X), 2, 12, 12)
+    model.set_params(input_shape=(2, 12, 12)).fit(X2.reshape(len(X), -1), y)
+    assert model.input_layout_ == InputLayout("image", (2, 12, 12), (2, 12, 12))
+    assert model.predict(X2).shape == y.shape
+    with pytest.raises(ValueError, match=r"fitted on samples of shape \(2, 12, 12\)"):
+        model.predict(X2.reshape(len(X), 4, 6, 12))
+    # the core and the "auto" settings followed the new layout
+    assert model.core_.blocks[0].conv.in_channels == 2
+
+
+def test_model_pickled_with_the_former_private_layout_still_predicts(small_images):
+    X, y = small_images
+    model = CNNEncoder(**SMALL).fit(X, y)
+    expected = model.predict(X)
+    # what a model pickled before input_layout_ was public holds
+    layout = model.__dict__.pop("input_layout_")
+    model.__dict__["_fit_layout"] = (layout.input_type, layout.input_shape, layout.given_shape)
+    restored = pickle.loads(pickle.dumps(model))
+    assert "_fit_layout" not in vars(restored)
+    assert restored.input_layout_ == layout
+    np.testing.assert_array_equal(restored.predict(X), expected)
 
 
 # ------------------------------------------------------------- time series

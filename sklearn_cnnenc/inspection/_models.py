@@ -61,8 +61,7 @@ def sample_shape(model) -> tuple[int, ...]:
 def user_sample_shape(model) -> tuple[int, ...]:
     """Shape of one sample as the user passed it to ``fit``."""
     if is_cnn_encoder(model):
-        layout = getattr(model, "_fit_layout", None)
-        return tuple(layout[2]) if layout is not None else tuple(model.input_shape_)
+        return tuple(model.input_layout_.given_shape)
     return (int(model.n_features_in_),)
 
 
