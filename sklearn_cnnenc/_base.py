@@ -448,8 +448,12 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             )
         self._check_covariates(behavior, eye_position)
         covariates = self._validate_covariates(behavior, eye_position, X.shape[0], X.dtype)
-        # read by the hooks that build the module (_build_predictor, _build_modulator)
-        self._fit_covariates = {name: value.shape[1] for name, value in covariates.items()}
+        # fitted state recorded with the inputs (as n_features_in_ is): the hooks
+        # that build the module (_build_predictor, _build_modulator) read it
+        self.n_behavior_covariates_ = (
+            int(covariates["behavior"].shape[1]) if "behavior" in covariates else 0
+        )
+        self.uses_eye_position_ = "eye_position" in covariates
         observed = None
         if self._mask_missing:
             observed = ~np.isnan(y_2d)  # one byte per entry
@@ -637,10 +641,6 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         self._y_ndim = problem.y.ndim
         self.sample_shape_ = tuple(problem.X.shape[1:])
         self.mean_response_ = problem.mean_response
-        self.n_behavior_covariates_ = (
-            0 if "behavior" not in problem.inputs else int(problem.inputs["behavior"].shape[1])
-        )
-        self.uses_eye_position_ = "eye_position" in problem.inputs
         self.dispersion_ = self._fitted_dispersion(
             problem.y_2d, training_eta, problem.sample_weight, problem.observed
         )

@@ -446,8 +446,9 @@ def _for_sessions(models: dict, missing: str, behavior: bool, device) -> dict:
 
     ``missing="mask"``: every model masks NaN responses (the GLM searches its
     alphas with GridSearchCV, as PoissonGLMCV has no mask). With behaviour,
-    the CNN is fitted without its inner search, so that compare_models can
-    pass it the behaviour; the GLM and LN model stay stimulus-only baselines.
+    a CNN search (``--grid cnn:...``) gives way to its estimator, so that
+    compare_models can pass it the behaviour; the GLM and LN model stay
+    stimulus-only baselines.
     """
     from sklearn.model_selection import GridSearchCV
 
@@ -461,9 +462,9 @@ def _for_sessions(models: dict, missing: str, behavior: bool, device) -> dict:
                     PoissonGLM(missing_responses="mask", device=device),
                     {"alpha": list(model.alphas or (1e-3, 1e-2, 0.1, 1.0))}, cv=model.cv)
             else:
-                model.estimator.set_params(missing_responses="mask")
+                getattr(model, "estimator", model).set_params(missing_responses="mask")
     if behavior and "cnn" in adapted:
-        adapted["cnn"] = adapted["cnn"].estimator
+        adapted["cnn"] = getattr(adapted["cnn"], "estimator", adapted["cnn"])
     return adapted
 
 

@@ -655,7 +655,10 @@ class CNNEncoder(BaseEncoder):
         Best-of-``n_init`` replaces the ensemble, and so do covariates
         (``behavior=``, ``eye_position=``: one modulator and shifter per model).
         """
-        covariates = sorted(getattr(self, "_fit_covariates", {}))
+        covariates = [name for name, used in (
+            ("behavior", getattr(self, "n_behavior_covariates_", 0) > 0),
+            ("eye_position", getattr(self, "uses_eye_position_", False)),
+        ) if used]
         if self.n_init == 1 and not covariates:
             return self.n_ensemble
         if self.n_ensemble == "auto":
@@ -669,15 +672,6 @@ class CNNEncoder(BaseEncoder):
             raise ValueError(
                 f"n_ensemble={self.n_ensemble} averages several fits, but {why}: "
                 "set n_ensemble=1."
-            )
-        return self.n_ensemble
-        if self.n_ensemble == "auto":
-            return 1
-        if self.n_ensemble > 1:
-            raise ValueError(
-                "n_init > 1 keeps the best of several fits and n_ensemble > 1 averages "
-                f"several fits: set one of them to 1; got n_init={self.n_init}, "
-                f"n_ensemble={self.n_ensemble}."
             )
         return self.n_ensemble
 
@@ -858,8 +852,8 @@ class CNNEncoder(BaseEncoder):
                 )
 
     def _build_modulator(self, n_outputs: int, dtype):
-        n_covariates = self._fit_covariates.get("behavior")
-        if n_covariates is None:
+        n_covariates = self.n_behavior_covariates_
+        if not n_covariates:
             return None
         return BehaviorModulator(
             n_covariates,
@@ -946,7 +940,7 @@ class CNNEncoder(BaseEncoder):
                 auto["gamma_readout"], dtype,
             )
             shifter = None
-            if "eye_position" in self._fit_covariates:
+            if self.uses_eye_position_:
                 shifter = EyeShifter(2, self.shifter_hidden_units, dtype=dtype)
             predictors.append(
                 CNNPredictor(core, head, crop=crop, lagged=lagged, shifter=shifter)
