@@ -171,7 +171,7 @@ def covariance_matrix(
     cov = inverse @ meat @ inverse if sandwich else inverse
     cov = 0.5 * (cov + cov.transpose(1, 2))
     cov = cov.numpy()
-    return cov[0] if getattr(model, "_y_ndim", 2) == 1 else cov
+    return cov[0] if np.ndim(model.coef_) == 1 else cov
 
 
 def std_errors(model, X, y, *, sample_weight=None, offset=None, robust: bool = False):
@@ -230,7 +230,7 @@ def coef_table(
         "ci_upper": coef + half_width,
     }
     data = {key: value.ravel() for key, value in columns.items()}
-    if getattr(model, "_y_ndim", 2) == 1:
+    if np.ndim(model.coef_) == 1:
         index = pd.Index(names, name="feature")
     else:
         index = pd.MultiIndex.from_product(

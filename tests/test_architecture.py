@@ -71,10 +71,7 @@ def test_architecture_lists_one_existing_file_per_extension_point():
 # ------------------------------------------------- fitted state is public
 # Private fitted state that a module outside its class still reads, with why;
 # the list may only shrink.
-_KNOWN_OUTSIDE_READS = {
-    # a GLM helper asks whether y was 1-D at fit (the GLM path is being rewritten)
-    ("_glm_inference.py", "_y_ndim"),
-}
+_KNOWN_OUTSIDE_READS: set[tuple[str, str]] = set()
 
 
 def _is_private(name: str) -> bool:
