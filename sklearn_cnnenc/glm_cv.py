@@ -13,7 +13,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _RegisteredFamilies
+from ._base import _estimate_dispersion, _RegisteredFamilies
 from ._solvers import BatchedFISTA, BatchedLBFGS, batched_glm_newton
 from .distributions import Family, get_family
 from .glm import PoissonGLM
@@ -68,6 +68,18 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         As in :class:`PoissonGLM`. The batched path is solved on the CPU;
         ``device`` applies to the final fit (and to the refits of a custom
         ``scoring``).
+    missing_responses : {"raise", "mask"}, default="raise"
+        As in :class:`PoissonGLM`: with ``"mask"``, NaN in ``y`` marks a
+        response that was not recorded (another session's neuron). Every fold
+        fits each neuron on its observed training entries (its mean
+        negative log-likelihood over them, exactly the objective of
+        ``PoissonGLM(missing_responses="mask")`` on that fold), and the
+        held-out score of a fold is the mean log-likelihood over its
+        observed entries (``PoissonGLM.score``). A neuron with no observed
+        held-out entry in a fold is left out of that fold's score (NaN in
+        ``neuron_score_path_``); a neuron with no observed *training* entry in
+        a fold, or none at all, is a ValueError naming it, as
+        ``PoissonGLM`` refuses a neuron it never observed.
 
     Attributes
     ----------
@@ -79,7 +91,9 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
     score_path_ : ndarray of shape (n_alphas, n_folds) or (n_l1_ratios, n_alphas, n_folds)
         Held-out score of every path point and fold (mean over neurons).
     neuron_score_path_ : ndarray, shape of ``score_path_`` plus (n_neurons,)
-        Held-out log-likelihood per neuron (only with ``scoring=None``).
+        Held-out log-likelihood per neuron (only with ``scoring=None``); NaN
+        for a neuron with no observed held-out entry in a fold
+        (``missing_responses="mask"``).
     coef_ : ndarray of shape (n_features,) or (n_neurons, n_features)
     intercept_ : float or ndarray of shape (n_neurons,)
     n_iter_ : int
@@ -112,6 +126,15 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
     ((8,), (8, 3))
     >>> model.coef_.shape
     (2, 5)
+
+    Two sessions that recorded different neurons, as one NaN-padded matrix:
+
+    >>> import numpy as np
+    >>> y = data.y.astype(float)
+    >>> y[:500, 1] = np.nan  # neuron 1 was recorded in the second session only
+    >>> masked = PoissonGLMCV(n_alphas=8, cv=3, missing_responses="mask").fit(data.X, y)
+    >>> bool(np.isfinite(masked.score_path_).all())
+    True
     """
 
     _parameter_constraints: dict = {
@@ -133,6 +156,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "device": [str],
         "verbose": ["verbose"],
+        "missing_responses": [StrOptions({"raise", "mask"})],
     }
 
     def __init__(
@@ -156,6 +180,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         tol: float = 1e-4,
         device: str = "cpu",
         verbose: int = 0,
+        missing_responses: str = "raise",
     ) -> None:
         self.alphas = alphas
         self.n_alphas = n_alphas
@@ -175,6 +200,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         self.tol = tol
         self.device = device
         self.verbose = verbose
+        self.missing_responses = missing_responses
 
     # ----------------------------------------------------------------- setup
     def _glm(self, alpha: float = 1.0, l1_ratio: float = 0.0) -> PoissonGLM:
@@ -191,6 +217,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
             tol=self.tol,
             device=self.device,
             verbose=self.verbose,
+            missing_responses=self.missing_responses,
         )
 
     def _l1_ratios(self) -> np.ndarray:
@@ -201,21 +228,35 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
             raise ValueError(f"Every l1_ratio must lie in [0, 1]; got {ratios.tolist()}.")
         return ratios
 
-    def _alpha_max(self, X, y_2d, sample_weight, family, link, weights) -> float:
-        """Smallest alpha zeroing every coefficient under the lasso (max over neurons)."""
+    def _alpha_max(
+        self, X, y_2d, sample_weight, family, link, weights, observed=None
+    ) -> float:
+        """Smallest alpha zeroing every coefficient under the lasso (max over neurons).
+
+        ``observed`` (the non-NaN entries of ``y_2d``, masked fits): each
+        neuron's loss is its mean over its own observed entries.
+        """
         base = self._glm()
-        start, _ = base._starting_values(family, link, y_2d, sample_weight)
+        start, _ = base._starting_values(family, link, y_2d, sample_weight, observed=observed)
         eta = torch.as_tensor(np.broadcast_to(start, y_2d.shape).copy()).requires_grad_(True)
+        scale = np.ones(y_2d.shape)
+        if observed is not None:
+            # the masked objective: observed entries only, divided by their count
+            y_2d = np.where(observed, y_2d, 1.0)  # 1: a valid response of every family
+            scale = observed * (len(X) / observed.sum(axis=0))
         yt = torch.tensor(y_2d, dtype=torch.float64)
         dispersion = None
         if family.trains_dispersion:
             dispersion = torch.as_tensor(
-                family.estimate_dispersion(y_2d, np.broadcast_to(start, y_2d.shape)),
+                _estimate_dispersion(
+                    family, y_2d, np.broadcast_to(start, y_2d.shape), observed=observed
+                ),
                 dtype=eta.dtype,
             )
         loss = family.training_loss(yt, eta, link, dispersion)
         s = np.ones(len(X)) if sample_weight is None else sample_weight / sample_weight.mean()
-        (d_eta,) = torch.autograd.grad((torch.as_tensor(s)[:, None] * loss).sum(), eta)
+        s = torch.as_tensor(s[:, None] * scale)
+        (d_eta,) = torch.autograd.grad((s * loss).sum(), eta)
         grad = np.abs(X.T @ d_eta.numpy()) / len(X)  # (n_features, n_neurons)
         if self.groups is not None:
             _, codes = np.unique(np.asarray(self.groups), return_inverse=True)
@@ -267,6 +308,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         y = base._validate_y(y, n_samples=X.shape[0], family=family, dtype=np.float64)
         y_2d = y.reshape(len(y), -1)
         sample_weight = _check_sample_weight(sample_weight, y_2d)
+        observed = _observed_entries(y_2d, sample_weight) if base._mask_missing else None
         weights, codes = base._penalty_structure(X.shape[1])
         ratios = self._l1_ratios()
         if self.per_neuron and self.scoring is not None:
@@ -275,7 +317,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
                 "log-likelihood and needs scoring=None."
             )
         if self.alphas is None:
-            alpha_max = self._alpha_max(X, y_2d, sample_weight, family, link, weights)
+            alpha_max = self._alpha_max(X, y_2d, sample_weight, family, link, weights, observed)
             path = [
                 np.geomspace(
                     alpha_max / max(r, _MIN_L1_RATIO_FOR_ALPHA_MAX),
@@ -292,6 +334,8 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         alphas_ = np.array(path)
         cv = check_cv(self.cv)
         splits = list(cv.split(X, y, groups))
+        if observed is not None:
+            _check_folds(observed, sample_weight, splits)
 
         batched = self.scoring is None and not family.trains_dispersion
         if batched:
@@ -310,6 +354,7 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
                 base,
                 self.max_iter,
                 self.tol,
+                observed,
             )
         else:
             scores, neuron_scores = self._refit_path(X, y, sample_weight, splits, alphas_, ratios)
@@ -321,12 +366,21 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         alpha_best, ratio_best = float(alphas_[best]), float(ratios[best[0]])
         self.estimator_ = self._glm(alpha_best, ratio_best).fit(X, y, sample_weight=sample_weight)
         if self.per_neuron:
-            per = neuron_scores.mean(axis=2).reshape(-1, n_neurons)  # (n_ratios*n_alphas, K)
+            # mean over the folds in which the neuron was observed held out
+            scored = np.isfinite(neuron_scores)
+            per = np.where(scored, neuron_scores, 0.0).sum(axis=2) / np.maximum(
+                scored.sum(axis=2), 1
+            )
+            per = per.reshape(-1, n_neurons)  # (n_ratios*n_alphas, K)
             flat = np.argmax(per, axis=0)
+            # a neuron never observed held out takes the population's choice
+            flat[~scored.any(axis=(0, 1, 2))] = np.ravel_multi_index(best, mean_scores.shape)
             ratio_index, alpha_index = np.unravel_index(flat, mean_scores.shape)
             self.alpha_ = alphas_[ratio_index, alpha_index]
             self.l1_ratio_ = ratios[ratio_index]
-            self._load_per_neuron(X, y_2d, sample_weight, final, ratio_index, alpha_index)
+            self._load_per_neuron(
+                X, y_2d, sample_weight, final, ratio_index, alpha_index, observed
+            )
         else:
             self.alpha_, self.l1_ratio_ = alpha_best, ratio_best
         scalar_ratio = np.ndim(self.l1_ratio) == 0
@@ -346,7 +400,9 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return {"alpha": self.alpha_, "l1_ratio": self.l1_ratio_}
 
-    def _load_per_neuron(self, X, y_2d, sample_weight, final, ratio_index, alpha_index):
+    def _load_per_neuron(
+        self, X, y_2d, sample_weight, final, ratio_index, alpha_index, observed=None
+    ):
         """Give ``estimator_`` each neuron's coefficients at its own penalty."""
         estimator = self.estimator_
         neurons = np.arange(y_2d.shape[1])
@@ -366,7 +422,9 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
         estimator._set_fitted_attributes()
         if estimator.family_.has_dispersion and not estimator.family_.trains_dispersion:
             eta = estimator._linear_predictor(X)
-            estimator.dispersion_ = estimator._fitted_dispersion(y_2d, eta, sample_weight)
+            estimator.dispersion_ = estimator._fitted_dispersion(
+                y_2d, eta, sample_weight, observed
+            )
 
     def _refit_path(self, X, y, sample_weight, splits, alphas_, ratios):
         """Scores from warm-started PoissonGLM fits (custom scorers, trained dispersion)."""
@@ -382,8 +440,8 @@ class PoissonGLMCV(RegressorMixin, BaseEstimator):
                     model.set_params(alpha=alpha).fit(X[train], y[train], sample_weight=sw)
                     if scorer is None:
                         ll = model.log_likelihood(X[test], y[test], per_neuron=True)
-                        neuron[r, a] = ll.reshape(len(test), -1).mean(axis=0)
-                        out[r, a] = neuron[r, a].mean()
+                        # NaN at missing responses (missing_responses="mask")
+                        neuron[r, a], out[r, a] = _held_out_means(ll.reshape(len(test), -1))
                     else:
                         out[r, a] = scorer(model, X[test], y[test])
             return out, neuron
@@ -484,6 +542,7 @@ def _batched_path(
     base,
     max_iter,
     tol,
+    observed=None,
 ):
     """Every fold, every neuron and the full-data fit as one batched problem.
 
@@ -491,6 +550,11 @@ def _batched_path(
     fold ``c`` (``c = n_folds``: all samples). Returns the held-out scores,
     shape (n_ratios, n_alphas, n_folds) and (..., n_neurons), and the
     full-data coefficients and intercepts along the path.
+
+    ``observed`` (masked fits, the non-NaN entries of ``y_2d``): the weight of
+    a missing entry is zero and each problem's loss is divided by its
+    neuron's observed training count, as ``PoissonGLM(missing_responses="mask")``
+    does; held-out scores are means over observed entries.
     """
     n, p = X.shape
     K = y_2d.shape[1]
@@ -506,7 +570,15 @@ def _batched_path(
     # each problem's weights are normalised to a mean of one over its samples,
     # as PoissonGLM does, so that the per-sample objective (and tol) match
     train_w = train_w / train_w.sum(axis=0, keepdims=True)
-    M = torch.as_tensor(np.repeat(train_w, K, axis=1), dtype=dtype)  # (n, C*K)
+    M = np.repeat(train_w, K, axis=1)  # (n, C*K)
+    if observed is not None:
+        counts = train.T @ observed  # (C, K) observed training entries
+        # weights of mean one over the fold's samples, each neuron's sum over its
+        # observed entries divided by their count: PoissonGLM's masked objective
+        scale = train.sum(axis=0)[:, None] / counts
+        M = M * np.tile(observed, (1, C)) * scale.ravel()
+        y_2d = np.where(observed, y_2d, 1.0)  # 1: a valid response of every family
+    M = torch.as_tensor(M, dtype=dtype)
     Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=dtype)
     Y = torch.as_tensor(np.tile(y_2d, (1, C)), dtype=dtype)
     log_normalizer = family.log_normalizer(Y)
@@ -514,7 +586,10 @@ def _batched_path(
     start = np.empty((C, K))
     for c in range(C):
         rows = train[:, c] > 0
-        start[c], _ = base._starting_values(family, link, y_2d[rows], s[rows])
+        start[c], _ = base._starting_values(
+            family, link, y_2d[rows], s[rows],
+            observed=None if observed is None else observed[rows],
+        )
     W = torch.zeros(C * K, p, dtype=dtype, requires_grad=True)
     b = torch.as_tensor(start.ravel(), dtype=dtype).clone().requires_grad_(fit_intercept)
     penalty = None if weights is None else torch.as_tensor(weights, dtype=dtype)
@@ -532,6 +607,7 @@ def _batched_path(
 
     n_ratios, n_alphas = alphas_.shape
     neuron_scores = np.empty((n_ratios, n_alphas, n_folds, K))
+    fold_scores = np.empty((n_ratios, n_alphas, n_folds))
     coef_path = np.empty((n_ratios, n_alphas, K, p))
     intercept_path = np.zeros((n_ratios, n_alphas, K))
     test_masks = [te for _, te in splits]
@@ -583,17 +659,78 @@ def _batched_path(
                 dispersion = None
                 if family.has_dispersion:
                     rows = train[:, c] > 0
-                    dispersion = family.estimate_dispersion(y_2d[rows], mean[rows, c], s[rows])
+                    dispersion = _estimate_dispersion(
+                        family, y_2d[rows], mean[rows, c], s[rows],
+                        None if observed is None else observed[rows],
+                    )
                     dispersion = torch.as_tensor(dispersion, dtype=dtype)
                 nll = family.negative_log_likelihood(
                     torch.as_tensor(y_2d[test]), torch.as_tensor(eta[test, c]), link, dispersion
                 ).numpy()
-                neuron_scores[r, a, c] = -nll.mean(axis=0)
+                if observed is None:
+                    neuron_scores[r, a, c] = -nll.mean(axis=0)
+                else:
+                    log_prob = np.where(observed[test], -nll, np.nan)
+                    neuron_scores[r, a, c], fold_scores[r, a, c] = _held_out_means(log_prob)
             coef_path[r, a] = W.detach().numpy()[n_folds * K :]
             if fit_intercept:
                 intercept_path[r, a] = b.detach().numpy()[n_folds * K :]
-    scores = neuron_scores.mean(axis=3)
+    scores = neuron_scores.mean(axis=3) if observed is None else fold_scores
     return scores, neuron_scores, (coef_path, intercept_path)
+
+
+def _observed_entries(y_2d, sample_weight) -> np.ndarray | None:
+    """The non-NaN entries of ``y_2d`` (None when none is missing).
+
+    A neuron with no observed response (of positive weight) is a ValueError
+    naming its column, as in ``PoissonGLM(missing_responses="mask")``.
+    """
+    observed = ~np.isnan(y_2d)
+    if observed.all():
+        return None
+    usable = observed if sample_weight is None else observed & (sample_weight[:, None] > 0)
+    never = np.flatnonzero(~usable.any(axis=0))
+    if len(never):
+        raise ValueError(
+            f"{len(never)} neuron(s) have no observed response (all NaN, or of zero weight): "
+            f"columns {never[:10].tolist()}{' ...' if len(never) > 10 else ''}; drop them."
+        )
+    return observed
+
+
+def _check_folds(observed, sample_weight, splits) -> None:
+    """Every neuron observed in every training part; every test part observed somewhere."""
+    usable = observed if sample_weight is None else observed & (sample_weight[:, None] > 0)
+    for fold, (train, test) in enumerate(splits):
+        neurons = np.flatnonzero(~usable[train].any(axis=0))
+        if len(neurons):
+            raise ValueError(
+                f"Fold {fold} has no observed training response (of positive weight) for "
+                f"neuron(s) {neurons[:10].tolist()}: PoissonGLM cannot be fitted on a "
+                "neuron it never observed. Use folds whose training parts hold every "
+                "neuron's sessions (e.g. shuffled KFold, not GroupKFold over sessions)."
+            )
+        if not observed[test].any():
+            raise ValueError(
+                f"Fold {fold} has no observed held-out response (all NaN): it cannot be "
+                "scored."
+            )
+
+
+def _held_out_means(log_prob: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-neuron and overall means of held-out log-likelihoods over observed entries.
+
+    ``log_prob`` holds NaN at missing responses. A neuron with no observed
+    entry gets NaN; the overall mean weighs every observed entry equally
+    (``PoissonGLM.score``) and is NaN when nothing was observed.
+    """
+    observed = ~np.isnan(log_prob)
+    total = np.where(observed, log_prob, 0.0)
+    count = observed.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_neuron = np.where(count > 0, total.sum(axis=0) / count, np.nan)
+        overall = total.sum() / count.sum() if count.sum() else np.nan
+    return per_neuron, float(overall)
 
 
 def _newton_in_place(
