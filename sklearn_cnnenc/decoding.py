@@ -75,6 +75,23 @@ def _observed(X: np.ndarray) -> np.ndarray:
     return X[~missing] if missing.any() else X
 
 
+def _check_missing(X: np.ndarray, encoder, name: str = "X") -> None:
+    """NaN responses are allowed only for an encoder that masks them."""
+    if _masks(encoder) or not np.isnan(X).any():
+        return
+    raise ValueError(
+        f"{name} (the responses) contains NaN. NaN marks a response that was not "
+        "recorded (a neuron of another session), which decoding leaves out of the "
+        "likelihood only for an encoder with missing_responses='mask'; set it on the "
+        f"encoder ({type(_final_step(encoder)).__name__}), or drop or impute the NaN entries."
+    )
+
+
+def _masks(encoder) -> bool:
+    """Whether the encoder (a pipeline's last step) masks NaN responses."""
+    return getattr(_final_step(encoder), "missing_responses", "raise") == "mask"
+
+
 def _check_non_negative(X: np.ndarray, non_negative: bool) -> None:
     if non_negative and np.any(X < 0):
         raise ValueError(
@@ -252,7 +269,8 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         _check_encoder(self.encoder)
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite=self._missing())
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
+        _check_missing(X, self.encoder)
         check_classification_targets(y)
         _check_non_negative(X, self.__sklearn_tags__().input_tags.positive_only)
 
@@ -357,16 +375,10 @@ class BayesianDecoder(ClassifierMixin, BaseEstimator):
         return prior
 
     # ------------------------------------------------------------- posterior
-    def _missing(self) -> bool | str:
-        """``ensure_all_finite`` of the responses: NaN allowed when the encoder masks them."""
-        masked = getattr(_final_step(self.encoder), "missing_responses", "raise") == "mask"
-        return "allow-nan" if masked else True
-
     def _validate_responses(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(
-            self, X, reset=False, dtype=np.float64, ensure_all_finite=self._missing()
-        )
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
+        _check_missing(X, self.encoder_)
         family = self._likelihood.family
         _check_non_negative(X, family.non_negative)
         family.validate_response(_observed(X))
@@ -722,7 +734,12 @@ def reconstruct(
         ``CNNEncoder`` ...). Not a Pipeline: transformers are not
         differentiable; reconstruct the final step's input instead.
     y : array-like of shape (n_neurons,) or (n_responses, n_neurons)
-        Observed responses.
+        Observed responses. For an encoder fitted with
+        ``missing_responses="mask"``, NaN marks a response that was not
+        recorded (a neuron of another session): that neuron's term drops out
+        of ``log p(y | x)`` for that response (a response with no recorded
+        neuron is reconstructed from the prior alone). For other encoders
+        NaN is a ValueError.
     prior : {"gaussian", "smooth"} or callable, default="gaussian"
         ``"gaussian"``: independent ``N(prior_mean, prior_scale^2)`` stimulus
         elements (normalised). ``"smooth"``: a random-walk (smoothness) prior,
@@ -773,6 +790,17 @@ def reconstruct(
     >>> x_hat, log_posterior = reconstruct(glm, data.y[:5], prior="gaussian")
     >>> x_hat.shape, log_posterior.shape
     ((5, 3), (5,))
+
+    Responses of two sessions that recorded different neurons (NaN where a
+    neuron was not recorded), with an encoder that masks them:
+
+    >>> y = data.y.astype(float)
+    >>> y[:1500, :15] = np.nan
+    >>> y[1500:, 15:] = np.nan
+    >>> masked = PoissonGLM(alpha=1e-4, missing_responses="mask").fit(data.X, y)
+    >>> x_hat, log_posterior = reconstruct(masked, y[[0, 2999]], prior="gaussian")
+    >>> bool(np.isfinite(log_posterior).all())
+    True
     """
     if isinstance(encoder, Pipeline):
         raise TypeError(
@@ -794,7 +822,10 @@ def reconstruct(
         raise ValueError(f"lr must be a positive number; got {lr!r}.")
 
     family, link = encoder.family_, encoder.link_
-    y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+    y = check_array(
+        y, ensure_2d=False, dtype=np.float64, input_name="y", ensure_all_finite="allow-nan"
+    )
+    _check_missing(y, encoder, "y")
     single = y.ndim == 1
     y_2d = y[None] if single else y
     if y_2d.ndim != 2 or y_2d.shape[1] != encoder.n_outputs_:
@@ -802,7 +833,12 @@ def reconstruct(
             f"y must have shape ({encoder.n_outputs_},) or (n_responses, {encoder.n_outputs_}) "
             f"for an encoder of {encoder.n_outputs_} neuron(s); got shape {y.shape}."
         )
-    family.validate_response(y_2d)
+    observed = ~np.isnan(y_2d)
+    family.validate_response(y_2d[observed])
+    if observed.all():
+        observed = None
+    else:  # 1 is a valid response of every family; its terms are masked out
+        y_2d = np.where(observed, y_2d, 1.0)
     n_responses = len(y_2d)
 
     parameter = next(module.parameters())
@@ -831,11 +867,14 @@ def reconstruct(
     # not at every evaluation of the objective
     log_normalizer = family.log_normalizer(targets)
 
+    mask = None if observed is None else torch.as_tensor(observed, device=device)
+
     def negative_log_posterior(stimulus: torch.Tensor) -> torch.Tensor:
         eta = module(stimulus)
-        nll = family.negative_log_likelihood(
-            targets, eta, link, dispersion, log_normalizer
-        ).sum(dim=1)
+        nll = family.negative_log_likelihood(targets, eta, link, dispersion, log_normalizer)
+        if mask is not None:  # responses not recorded leave the likelihood
+            nll = torch.where(mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
+        nll = nll.sum(dim=1)
         log_p = log_prior(stimulus)
         if log_p.shape != (n_responses,):
             raise ValueError(

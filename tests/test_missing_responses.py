@@ -192,3 +192,83 @@ def test_decoder_leaves_missing_neurons_out_of_the_likelihood():
     ], axis=1)
     np.testing.assert_allclose(log_likelihood, by_hand, rtol=1e-10)
     assert decoder.score(X, labels) > 0.6  # chance is 1/3
+
+
+def _session_decoders(keep):
+    """Decoders of masked encoders on all four neurons and on the neurons ``keep``."""
+    from sklearn_cnnenc.decoding import BayesianDecoder
+
+    rng = np.random.RandomState(7)
+    labels = rng.randint(0, 3, size=400)
+    rates = np.array([[1.0, 4.0, 2.0, 0.5], [3.0, 1.0, 0.5, 2.0], [0.5, 2.0, 4.0, 1.0]])
+    X = rng.poisson(rates[labels]).astype(float)
+    X[:200, 0] = np.nan  # neuron 0 was recorded in the second session only
+
+    def decoder():
+        return BayesianDecoder(PoissonGLM(alpha=0.0, tol=1e-10, missing_responses="mask"))
+
+    full, reduced = decoder().fit(X, labels), decoder().fit(X[:, keep], labels)
+    responses = rng.poisson(rates[rng.randint(0, 3, size=60)]).astype(float)
+    return full, reduced, responses
+
+
+def test_decoding_with_a_missing_neuron_equals_decoding_without_that_neuron():
+    k, keep = 2, [0, 1, 3]
+    full, reduced, responses = _session_decoders(keep)
+    # the encoders agree on the neurons they share (each neuron is its own problem)
+    np.testing.assert_allclose(full.candidate_mean_[:, keep], reduced.candidate_mean_,
+                               rtol=1e-7)
+    with_nan = responses.copy()
+    dropped = np.arange(len(responses)) % 2 == 0
+    with_nan[dropped, k] = np.nan  # neuron k not recorded in these samples
+    log_posterior = full.predict_log_proba(with_nan)
+    np.testing.assert_allclose(
+        log_posterior[dropped], reduced.predict_log_proba(responses[dropped][:, keep]),
+        rtol=1e-6, atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        log_posterior[~dropped], full.predict_log_proba(responses[~dropped]), rtol=1e-12
+    )
+    np.testing.assert_allclose(full.predict_proba(with_nan), np.exp(log_posterior))
+    np.testing.assert_array_equal(full.predict(with_nan),
+                                  full.classes_[np.argmax(log_posterior, axis=1)])
+
+
+def test_decoding_nan_with_an_encoder_that_does_not_mask_is_a_clear_error():
+    from sklearn_cnnenc.decoding import BayesianDecoder
+
+    full, _, responses = _session_decoders([0, 1, 3])
+    observed = ~np.isnan(responses).any(axis=1)
+    decoder = BayesianDecoder(PoissonGLM(alpha=0.0)).fit(responses[observed], np.arange(
+        observed.sum()) % 3)
+    with_nan = responses.copy()
+    with_nan[0, 1] = np.nan
+    for method in (decoder.predict, decoder.predict_proba, decoder.predict_log_proba):
+        with pytest.raises(ValueError, match="NaN.*missing_responses='mask'"):
+            method(with_nan)
+    assert np.isfinite(full.predict_log_proba(with_nan)).all()
+
+
+def test_reconstruct_with_a_missing_neuron_equals_reconstruct_without_it():
+    from sklearn_cnnenc.datasets import make_glm_data
+    from sklearn_cnnenc.decoding import reconstruct
+
+    data = make_glm_data(n_samples=1500, n_features=3, n_neurons=6, random_state=2)
+    y = data.y.astype(float)
+    y[:500, 4] = np.nan
+    k, keep = 4, [0, 1, 2, 3, 5]
+    full = PoissonGLM(alpha=1e-3, tol=1e-10, missing_responses="mask").fit(data.X, y)
+    reduced = PoissonGLM(alpha=1e-3, tol=1e-10).fit(data.X, data.y[:, keep])
+    np.testing.assert_allclose(full.coef_[keep], reduced.coef_, atol=1e-7)
+    targets = data.y[-4:].astype(float)
+    with_nan = targets.copy()
+    with_nan[:2, k] = np.nan
+    x_hat, log_posterior = reconstruct(full, with_nan)
+    x_reduced, log_reduced = reconstruct(reduced, targets[:2][:, keep])
+    np.testing.assert_allclose(x_hat[:2], x_reduced, atol=1e-5)
+    np.testing.assert_allclose(log_posterior[:2], log_reduced, rtol=1e-7)
+    x_full, log_full = reconstruct(full, targets[2:])
+    np.testing.assert_allclose(x_hat[2:], x_full, atol=1e-8)
+    np.testing.assert_allclose(log_posterior[2:], log_full, rtol=1e-10)
+    with pytest.raises(ValueError, match="NaN.*missing_responses='mask'"):
+        reconstruct(reduced, with_nan[:, [0, 1, 2, 4, 5]])  # an encoder that does not mask
