@@ -400,7 +400,7 @@ def _compare(args) -> int:
                            glm_alphas=alphas, input_type=data.input_type,
                            grouped=grouped, n_lags=data.n_lags, grids=grids)
     behavior = data.get("behavior")
-    models = _for_sessions(models, args.missing, behavior is not None, args.device)
+    models = _for_sessions(models, args.missing)
     if grouped:
         cv = GroupKFold(args.cv)
     elif data.n_lags:
@@ -441,30 +441,22 @@ def _is_summary(warning) -> bool:
     return issubclass(warning.category, ConvergenceWarning | GridEdgeWarning | SilentUnitWarning)
 
 
-def _for_sessions(models: dict, missing: str, behavior: bool, device) -> dict:
+def _for_sessions(models: dict, missing: str) -> dict:
     """Adapt the compared models to NaN-padded responses and to behaviour.
 
-    ``missing="mask"``: every model masks NaN responses (the GLM searches its
-    alphas with GridSearchCV, as PoissonGLMCV has no mask). With behaviour,
-    a CNN search (``--grid cnn:...``) gives way to its estimator, so that
-    compare_models can pass it the behaviour; the GLM and LN model stay
+    ``missing="mask"``: every model masks NaN responses (the GLM's
+    ``PoissonGLMCV`` path too). With behaviour, compare_models passes it to
+    the CNN, also through its search (``--grid cnn:...``), whose inner folds
+    are scored with their own behaviour; the GLM and LN model stay
     stimulus-only baselines.
     """
-    from sklearn.model_selection import GridSearchCV
-
-    from . import PoissonGLM
-
     adapted = dict(models)
     if missing == "mask":
         for name, model in models.items():
-            if name == "glm":
-                adapted[name] = GridSearchCV(
-                    PoissonGLM(missing_responses="mask", device=device),
-                    {"alpha": list(model.alphas or (1e-3, 1e-2, 0.1, 1.0))}, cv=model.cv)
+            if name == "glm":  # PoissonGLMCV: its own path
+                model.set_params(missing_responses="mask")
             else:
                 getattr(model, "estimator", model).set_params(missing_responses="mask")
-    if behavior and "cnn" in adapted:
-        adapted["cnn"] = getattr(adapted["cnn"], "estimator", adapted["cnn"])
     return adapted
 
 

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .cnn import CNNEncoder
+from .utils._estimators import COVARIATES, fit_search_with_covariates, takes_covariates
 
 __all__ = ["CNNEncoderCV", "DEFAULT_ARCHITECTURE_GRID"]
 
@@ -134,6 +135,11 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
+    @property
+    def _takes_behavior(self) -> bool:
+        """Whether the searched model takes ``behavior``/``eye_position`` (compare_models)."""
+        return takes_covariates(CNNEncoder() if self.estimator is None else self.estimator)
+
     def fit(self, X, y, **fit_params):
         """Search the grid by successive halving, then refit the best on all data.
 
@@ -143,7 +149,11 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
             Stimuli, shaped as for :meth:`CNNEncoder.fit`.
         y : array-like of shape (n_samples,) or (n_samples, n_neurons)
         **fit_params
-            Passed to every fit (e.g. ``sample_weight``).
+            Passed to every fit (e.g. ``sample_weight``), split by the
+            search's folds. ``behavior`` and ``eye_position`` also reach each
+            candidate's ``score`` on its held-out rows (the search runs with
+            scikit-learn's metadata routing; ``scoring`` must then be None),
+            and the best model then needs them to predict.
 
         Returns
         -------
@@ -177,7 +187,12 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             verbose=self.verbose,
         )
-        search.fit(X, y, **fit_params)
+        covariates = {key: fit_params.pop(key) for key in COVARIATES if key in fit_params}
+        covariates = {key: value for key, value in covariates.items() if value is not None}
+        if covariates:
+            fit_search_with_covariates(search, X, y, covariates, **fit_params)
+        else:
+            search.fit(X, y, **fit_params)
         self.search_ = search
         self.best_estimator_ = search.best_estimator_
         self.best_params_ = search.best_params_

@@ -8,7 +8,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn_cnnenc import CNNEncoder, PoissonGLM
+from sklearn_cnnenc import CNNEncoder, PoissonGLM, PoissonGLMCV
 
 _KERNEL = np.array([[-1.0, 0.0, 1.0]] * 3)
 
@@ -142,6 +142,80 @@ def test_compare_models_passes_behaviour_to_the_cnn_only():
     assert np.all(np.isfinite(result.per_neuron("log_likelihood")["cnn"]))
 
 
+def test_grid_search_in_compare_models_gets_the_behaviour_of_its_inner_folds():
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(7)
+    X, run, _, _, y = _cells(300, [(3, 3), (4, 5)], rng, gain=0.8)
+    grid = {"lr": [1e-2, 3e-2]}
+    search = GridSearchCV(_cnn(max_epochs=5), grid, cv=KFold(2))
+    outer = KFold(2)
+    with pytest.warns(Warning):  # a choice on the edge of this two-value grid
+        result = compare_models({"cnn": search}, X, y, cv=outer, behavior=run, verbose=False,
+                                scoring=["log_likelihood"])
+        without = compare_models({"cnn": search}, X, y, cv=outer, verbose=False,
+                                 scoring=["log_likelihood"])
+    with_behaviour = result.per_neuron("log_likelihood")["cnn"]
+    assert np.all(with_behaviour > without.per_neuron("log_likelihood")["cnn"] + 0.2)
+    # the same nested cross-validation by hand: every inner fit and score with its rows'
+    # behaviour, the refit on the outer training fold, its held-out fold with its own
+    for fold, (train, test) in enumerate(outer.split(X)):
+        Xt, yt, bt = X[train], y[train], run[train]
+        inner_scores = {
+            lr: np.mean([
+                _cnn(max_epochs=5, lr=lr).fit(Xt[i], yt[i], behavior=bt[i])
+                .score(Xt[o], yt[o], behavior=bt[o])
+                for i, o in KFold(2).split(Xt)
+            ])
+            for lr in grid["lr"]
+        }
+        best = max(inner_scores, key=inner_scores.get)
+        chosen = [r["params"] for r in result.best_params if r["fold"] == fold]
+        assert chosen == [{"lr": best}]
+        model = _cnn(max_epochs=5, lr=best).fit(Xt, yt, behavior=bt)
+        expected = model.log_likelihood(X[test], y[test], per_neuron=True,
+                                        behavior=run[test]).mean(axis=0)
+        recorded = [r["value"] for r in result.scores
+                    if r["fold"] == fold and r["metric"] == "log_likelihood"]
+        np.testing.assert_allclose(recorded, expected, rtol=1e-5)
+
+
+def test_compare_models_routes_eye_position_into_a_searched_pipeline():
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(9)
+    X, _, eye, _, y = _cells(160, [(3, 3)], rng)
+    search = GridSearchCV(
+        make_pipeline(FunctionTransformer(), _cnn(readout="gaussian", max_epochs=2)),
+        {"cnnencoder__lr": [1e-2]}, cv=KFold(2),
+    )
+    result = compare_models({"cnn": search}, X, y, cv=KFold(2), eye_position=eye,
+                            return_estimators=True, verbose=False, scoring=["log_likelihood"])
+    assert result.estimators[("cnn", 0)][-1].uses_eye_position_
+    assert np.all(np.isfinite(result.per_neuron("log_likelihood")["cnn"]))
+    scored = GridSearchCV(_cnn(max_epochs=2), {"lr": [1e-2]}, cv=KFold(2), scoring="r2")
+    with pytest.raises(ValueError, match="scoring=None"):
+        compare_models({"cnn": scored}, X, y, cv=KFold(2), behavior=eye[:, :1], verbose=False)
+
+
+def test_cnn_encoder_cv_scores_its_candidates_with_their_held_out_behaviour():
+    from sklearn_cnnenc import CNNEncoderCV
+
+    rng = np.random.RandomState(8)
+    X, run, _, _, y = _cells(200, [(3, 3)], rng, gain=0.8)
+    search = CNNEncoderCV(_cnn(max_epochs=3), {"lr": [1e-2, 3e-2]}, cv=2, factor=2)
+    search.fit(X, y, behavior=run)
+    assert search.best_estimator_.n_behavior_covariates_ == 1
+    assert np.isfinite(search.best_score_)
+    assert np.isfinite(search.score(X, y, behavior=run))
+    with pytest.raises(ValueError, match="behavio"):
+        search.predict(X)
+    with pytest.raises(ValueError, match="scoring=None"):
+        CNNEncoderCV(_cnn(max_epochs=3), {"lr": [1e-2]}, cv=2, scoring="r2").fit(
+            X, y, behavior=run
+        )
+
+
 def test_npz_behaviour_and_the_cli_session_models(tmp_path):
     from sklearn_cnnenc.cli import _build_models, _for_sessions
     from sklearn_cnnenc.io import load_npz
@@ -153,10 +227,16 @@ def test_npz_behaviour_and_the_cli_session_models(tmp_path):
     with pytest.raises(ValueError, match="behavior has 3 rows"):
         load_npz(path)
     models = _build_models(["glm", "ln", "cnn"], (1, 8, 8), "cpu", quick=True)
-    models = _for_sessions(models, "mask", True, "cpu")
-    assert models["glm"].estimator.missing_responses == "mask"
+    models = _for_sessions(models, "mask")
+    assert isinstance(models["glm"], PoissonGLMCV) and models["glm"].missing_responses == "mask"
     assert models["ln"].estimator.missing_responses == "mask"
     assert isinstance(models["cnn"], CNNEncoder) and models["cnn"].missing_responses == "mask"
+    # a CNN search (--grid) is kept: compare_models gives it the behaviour of its inner folds
+    searched = _build_models(["cnn"], (1, 8, 8), "cpu", quick=True,
+                             grids={"cnn": {"channels": [2, 3]}})
+    searched = _for_sessions(searched, "mask")
+    assert isinstance(searched["cnn"], GridSearchCV)
+    assert searched["cnn"].estimator.missing_responses == "mask"
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from ..metrics import METRICS, log_likelihood
 from ..utils import compute_threads, limit_threads
 from ..utils import final_step as _final_step
 from ..utils import fitted_model as _fitted_model
+from ..utils._estimators import fit_search_with_covariates, takes_covariates
 from ._likelihood_ratio import likelihood_ratio_test
 
 __all__ = ["compare_models", "ModelComparison", "GridEdgeWarning", "SilentUnitWarning"]
@@ -74,18 +75,12 @@ class _HeldOut:
     dispersion: np.ndarray | None
 
 
-def _takes_behavior(model) -> bool:
-    """Whether the model's final step models behaviour (``CNNEncoder``; not a search)."""
-    return bool(getattr(_final_step(model), "_takes_behavior", False))
-
-
-def _held_out(model, X, y_2d, behavior=None) -> _HeldOut:
+def _held_out(model, X, y_2d, covariates=None) -> _HeldOut:
     """One pass through the model: its own distribution when it has one, else ``predict``."""
     final = _final_step(model)
     if hasattr(final, "predict_distribution"):
         Xt = model[:-1].transform(X) if isinstance(model, Pipeline) else X
-        covariates = {} if behavior is None else {"behavior": behavior}
-        distribution = final.predict_distribution(Xt, **covariates)
+        distribution = final.predict_distribution(Xt, **(covariates or {}))
         missing = np.isnan(y_2d)
         if missing.any():  # a model fitted with missing_responses="mask"
             # 1 is a valid response of every family; those entries are dropped
@@ -144,10 +139,16 @@ def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
 
 def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
                    return_estimator=False, repeat_metrics=None, repeats=None,
-                   behavior=None):
-    """Fit one model on one fold and score it on the held-out part, per neuron."""
-    if name == ORACLE or not _takes_behavior(estimator):
-        behavior = None
+                   covariates=None):
+    """Fit one model on one fold and score it on the held-out part, per neuron.
+
+    ``covariates`` (``behavior``, ``eye_position``) go to the models that
+    take them, also through a search object, whose inner folds then score
+    with their held-out rows' covariates (:func:`fit_search_with_covariates`).
+    """
+    if name == ORACLE or not takes_covariates(estimator):
+        covariates = {}
+    covariates = covariates or {}
     y_2d = y.reshape(len(y), -1)
     train_mean = np.nanmean(y_2d[train], axis=0)  # NaN: responses not recorded
     if np.all(np.isnan(y_2d) | (y_2d >= 0)):
@@ -161,16 +162,22 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
         fit_params = {}
         if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
-        if behavior is not None:
-            key = "behavior"
+        training = {key: value[train] for key, value in covariates.items()}
+        if training and not isinstance(estimator, BaseSearchCV):
+            prefix = ""
             if isinstance(estimator, Pipeline):
-                key = f"{estimator.steps[-1][0]}__behavior"
-            fit_params[key] = behavior[train]
+                prefix = f"{estimator.steps[-1][0]}__"
+            fit_params.update({prefix + key: value for key, value in training.items()})
         with warnings.catch_warnings(record=True) as caught:
             # collected and summarised per model after the run, instead of
             # interleaving with the progress bar (other warnings are re-emitted)
             warnings.simplefilter("always", ConvergenceWarning)
-            model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
+            if training and isinstance(estimator, BaseSearchCV):
+                model = fit_search_with_covariates(
+                    estimator, _safe_indexing(X, train), y[train], training, **fit_params
+                )
+            else:
+                model = estimator.fit(_safe_indexing(X, train), y[train], **fit_params)
         convergence = []
         for warning in caught:
             if issubclass(warning.category, ConvergenceWarning):
@@ -193,7 +200,7 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
             held = _oracle(rates.reshape(len(y), -1)[test], y_2d[test], family, dispersion)
         else:
             held = _held_out(model, _safe_indexing(X, test), y_2d[test],
-                             None if behavior is None else behavior[test])
+                             {key: value[test] for key, value in covariates.items()})
         scores = {
             metric_name: _score_metric(metric_name, metric, held, y_2d[test], train_mean)
             for metric_name, metric in metrics.items()
@@ -612,6 +619,7 @@ def compare_models(
     nested: Sequence[tuple[str, str]] | None = None,
     repeats: tuple | None = None,
     behavior=None,
+    eye_position=None,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -687,9 +695,18 @@ def compare_models(
     behavior : array-like of shape (n_samples, n_covariates), optional
         Behaviour per sample (running speed, pupil size ...), given (split
         like ``y``) to the fit and held-out predictions of the models that
-        model it (an estimator or pipeline ending in ``CNNEncoder``, not a
-        search object); the other models are fitted on the stimulus alone.
+        model it (an estimator or pipeline ending in ``CNNEncoder``, a
+        ``CNNEncoderCV``, or a search object such as ``GridSearchCV`` over
+        one of them); the other models are fitted on the stimulus alone. A
+        search object gets them as fit parameters split by its own folds,
+        and each inner fold is scored with its held-out rows' behaviour (the
+        search runs with scikit-learn's metadata routing, so its ``scoring``
+        must be None: the model's own ``score``); the refitted best model
+        predicts each outer test fold with that fold's behaviour.
         ``y`` may hold NaN for models with ``missing_responses="mask"``.
+    eye_position : array-like of shape (n_samples, 2), optional
+        Eye position per sample, routed as ``behavior`` (to models with a
+        shifter, ``CNNEncoder(readout="gaussian")``).
 
     Returns
     -------
@@ -747,10 +764,12 @@ def compare_models(
                 f"nested must hold (full, reduced) pairs of model names among "
                 f"{list(models)}; got {pair!r}."
             )
-    if behavior is not None:
-        behavior = np.asarray(behavior, dtype=float)
-        behavior = behavior.reshape(len(behavior), -1)
-        check_consistent_length(y, behavior)
+    covariates = {}
+    for key, value in (("behavior", behavior), ("eye_position", eye_position)):
+        if value is not None:
+            value = np.asarray(value, dtype=float)
+            covariates[key] = value.reshape(len(value), -1)
+            check_consistent_length(y, covariates[key])
     if oracle_rates is not None:
         oracle_rates = np.asarray(oracle_rates, dtype=float)
         if oracle_rates.shape != y.shape:
@@ -774,7 +793,7 @@ def compare_models(
         with limit_threads(n_threads):
             return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
                                   (oracle_rates, oracle_family, oracle_dispersion),
-                                  return_estimators, repeat_metrics, repeats, behavior)
+                                  return_estimators, repeat_metrics, repeats, covariates)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(

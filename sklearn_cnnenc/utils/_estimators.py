@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from sklearn.pipeline import Pipeline
 
 __all__ = ["final_step", "fitted_model"]
@@ -36,3 +38,61 @@ def fitted_model(estimator):
     True
     """
     return getattr(estimator, "best_estimator_", estimator)
+
+
+# the per-sample covariates a model may take next to its stimulus
+COVARIATES = ("behavior", "eye_position")
+
+
+def _model_inside(estimator):
+    """The model at the end of pipelines and search objects (a search's ``estimator``)."""
+    from sklearn.model_selection._search import BaseSearchCV
+
+    while True:
+        if isinstance(estimator, Pipeline):
+            estimator = estimator[-1]
+        elif isinstance(estimator, BaseSearchCV):
+            estimator = estimator.estimator
+        else:
+            return estimator
+
+
+def takes_covariates(estimator) -> bool:
+    """Whether the model inside pipelines and searches takes ``behavior``/``eye_position``."""
+    return bool(getattr(_model_inside(estimator), "_takes_behavior", False))
+
+
+def fit_search_with_covariates(search, X, y, covariates: dict, **fit_params):
+    """Fit a search object whose model needs per-sample covariates at fit *and* score.
+
+    Without metadata routing, a scikit-learn search gives ``fit`` parameters
+    to the candidates' ``fit`` only: each inner fold would be scored without
+    its held-out behaviour. Here the search runs with metadata routing: the
+    model (the search's estimator, or its pipeline's last step) requests
+    every given parameter at ``fit`` and the ``covariates`` at ``score``, so
+    each inner fold's held-out rows bring their own covariates to the
+    model's ``score``, and the refit gets those of all the rows. The search's
+    ``scoring`` must be None (the model's own ``score``), as the scorers do
+    not take covariates. ``groups`` in ``fit_params`` goes to the splitter.
+
+    The search is modified (its estimator's requests set) and returned fitted.
+    """
+    from sklearn import config_context
+
+    if getattr(search, "scoring", None) is not None:
+        raise ValueError(
+            f"{type(search).__name__}(scoring={search.scoring!r}) cannot score its inner "
+            f"folds with {sorted(covariates)}: the scorers do not pass them to the model. "
+            "Use scoring=None (the model's own score, which takes them)."
+        )
+    with config_context(enable_metadata_routing=True):
+        model = final_step(search.estimator)
+        fit_names = inspect.signature(model.fit).parameters
+        score_names = inspect.signature(model.score).parameters
+        given = {**covariates, **fit_params}
+        model.set_fit_request(**{name: True for name in given if name in fit_names})
+        # as without routing, only the covariates reach score (no weights, no offset)
+        model.set_score_request(
+            **{name: name in covariates for name in given if name in score_names}
+        )
+        return search.fit(X, y, **given)
