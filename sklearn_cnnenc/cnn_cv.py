@@ -95,6 +95,17 @@ class CNNEncoderCV(RegressorMixin, BaseEstimator):
     ['n_layers']
     >>> search.predict(data.X).shape
     (120, 2)
+
+    With behaviour, every candidate is fitted and scored with its rows' own:
+
+    >>> import numpy as np
+    >>> running = np.random.default_rng(0).standard_normal((120, 1))
+    >>> search = CNNEncoderCV(
+    ...     CNNEncoder(max_epochs=2, n_ensemble=1, device="cpu"),
+    ...     param_grid={"n_layers": [1, 2]}, cv=2, factor=2, random_state=0,
+    ... ).fit(data.X, data.y, behavior=running)
+    >>> search.predict(data.X, behavior=running).shape
+    (120, 2)
     """
 
     _parameter_constraints: dict = {

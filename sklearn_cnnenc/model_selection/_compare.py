@@ -740,6 +740,23 @@ def compare_models(
     ...                          cv=KFold(3), repeats=(X_stimuli, responses), verbose=False)
     >>> results.metrics[-3:]
     ['oracle_correlation', 'correlation_to_average', 'feve']
+
+    Behaviour reaches a CNN inside a grid search: its inner folds are fitted
+    and scored with their own rows' running speed, the refitted best model
+    predicts each held-out fold with that fold's:
+
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_cnnenc import CNNEncoder
+    >>> images = rng.standard_normal((120, 1, 6, 6)).astype(np.float32)
+    >>> running = rng.standard_normal((120, 1))
+    >>> counts = rng.poisson(np.exp(0.5 * running)).astype(float)
+    >>> search = GridSearchCV(
+    ...     CNNEncoder(n_layers=1, channels=2, max_epochs=2, n_ensemble=1, device="cpu"),
+    ...     {"activation": ["elu", "softplus"]}, cv=2)
+    >>> results = compare_models({"cnn": search}, images, counts, cv=KFold(2),
+    ...                          behavior=running, return_estimators=True, verbose=False)
+    >>> results.estimators[("cnn", 0)].n_behavior_covariates_
+    1
     """
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict of name -> estimator.")
