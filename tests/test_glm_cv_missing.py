@@ -96,3 +96,22 @@ def test_bad_missing_responses_are_clear_errors(sessions):
     folds = [(np.arange(300, 600), np.arange(300)), (np.arange(300), np.arange(300, 600))]
     with pytest.raises(ValueError, match=r"Fold 0 has no observed training response.*\[0, 1\]"):
         PoissonGLMCV(n_alphas=3, cv=folds, missing_responses="mask").fit(X, y)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_weighted_per_neuron_path_equals_masked_glm_fits(sessions, family):
+    X, y = sessions
+    weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
+    model = PoissonGLMCV(
+        alphas=[1.0, 0.1, 0.01], cv=CV, per_neuron=True, family=family,
+        missing_responses="mask", tol=1e-9,
+    ).fit(X, y, sample_weight=weights)
+    for j in range(y.shape[1]):  # coefficients from the batched path, at each neuron's alpha
+        reference = PoissonGLM(
+            alpha=model.alpha_[j], family=family, missing_responses="mask", tol=1e-9
+        ).fit(X, y, sample_weight=weights)
+        np.testing.assert_allclose(model.coef_[j], reference.coef_[j], atol=1e-7)
+        assert model.intercept_[j] == pytest.approx(reference.intercept_[j], abs=1e-7)
+    if family == "gaussian":  # noise variances from each neuron's observed entries
+        np.testing.assert_allclose(model.estimator_.dispersion_[-1], reference.dispersion_[-1],
+                                   rtol=1e-6)
