@@ -7,9 +7,11 @@
     grid search) and a CNN (its data-dependent defaults), compared by nested
     cross-validation neuron by neuron.
 ``cnnenc compare --data FILE``
-    The same on your data (``.npz`` with ``X``, ``y``, optional ``groups`` and
-    ``behavior``; ``--missing mask`` for NaN-padded sessions; or
-    an NWB file).
+    The same on your data (``.npz`` with ``X``, ``y``, optional ``groups``,
+    ``behavior`` and ``eye_position``; ``--missing mask`` for NaN-padded
+    sessions; or an NWB file). The CNN models the behaviour (a gain) and the
+    eye position (a shifter of its Gaussian readout, which it then uses);
+    the GLM and LN model are stimulus-only baselines.
 ``cnnenc fit`` / ``cnnenc predict``
     Fit one model and save it (versions recorded); predict on new stimuli.
 
@@ -361,7 +363,7 @@ def _design(args, require_y: bool = True, lazy: bool = False):
     y = None if data.get("y") is None else np.asarray(data.y, dtype=float)
     return Bunch(X=X_flat, X_cnn=X_cnn, y=y, groups=data.get("groups"),
                  input_shape=input_shape, input_type=input_type, n_lags=n_lags,
-                 behavior=data.get("behavior"))
+                 behavior=data.get("behavior"), eye_position=data.get("eye_position"))
 
 
 def _input_shape(X: np.ndarray, given: str | None, input_type: str):
@@ -391,6 +393,10 @@ def _compare(args) -> int:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
     grouped = data.groups is not None
     grids = _parse_grids(args.grid)
+    if data.get("eye_position") is not None and "cnn" in names:
+        # a one-value grid is a setting: the CNN reads out with a shifted Gaussian
+        _eye_readout(grids.setdefault("cnn", {}).setdefault("readout", ["gaussian"]),
+                     "--grid cnn:readout=")
     # the GLM's built-in grid is scaled to the data, so that it brackets the optimum
     y_grid = data.y
     if args.missing == "mask":  # missing entries at their neuron's mean: no gradient
@@ -414,7 +420,7 @@ def _compare(args) -> int:
         warnings.simplefilter("always")
         results = compare_models(models, X, data.y, cv=cv, n_jobs=args.n_jobs,
                                  groups=data.groups, scheduler=args.scheduler, verbose=True,
-                                 behavior=behavior)
+                                 behavior=behavior, eye_position=data.get("eye_position"))
     # compare_models summarises convergence, grid-edge and silent-unit problems per
     # model after its progress bar: one line each here
     notes = []
@@ -445,10 +451,11 @@ def _for_sessions(models: dict, missing: str) -> dict:
     """Adapt the compared models to NaN-padded responses and to behaviour.
 
     ``missing="mask"``: every model masks NaN responses (the GLM's
-    ``PoissonGLMCV`` path too). With behaviour, compare_models passes it to
-    the CNN, also through its search (``--grid cnn:...``), whose inner folds
-    are scored with their own behaviour; the GLM and LN model stay
-    stimulus-only baselines.
+    ``PoissonGLMCV`` path too). With behaviour or eye position,
+    compare_models passes them to the CNN, also through its search
+    (``--grid cnn:...``), whose inner folds are scored with their own
+    behaviour and eye position (the CNN then has ``readout="gaussian"``, set
+    by ``_compare``); the GLM and LN model stay stimulus-only baselines.
     """
     adapted = dict(models)
     if missing == "mask":
@@ -458,6 +465,34 @@ def _for_sessions(models: dict, missing: str) -> dict:
             else:
                 getattr(model, "estimator", model).set_params(missing_responses="mask")
     return adapted
+
+
+def _eye_readout(readouts: list, flag: str) -> None:
+    """Eye positions shift a Gaussian readout: refuse another readout for the CNN."""
+    if list(readouts) != ["gaussian"]:
+        raise ValueError(f"The data's eye_position shifts the read-out positions of a Gaussian "
+                         f"readout: the CNN needs readout='gaussian' (the default with eye "
+                         f"positions); {flag} gives {list(readouts)}.")
+
+
+def _fitted_covariates(model, data) -> dict:
+    """The data's behaviour and eye position for ``predict``: exactly those of the fit."""
+    fitted = {"behavior": getattr(model, "n_behavior_covariates_", 0) > 0,
+              "eye_position": getattr(model, "uses_eye_position_", False)}
+    covariates = {}
+    for name, label in (("behavior", "behaviour"), ("eye_position", "eye position")):
+        given = data.get(name) is not None
+        article = "an" if name[0] in "aeiou" else "a"
+        if fitted[name] and not given:
+            raise ValueError(f"The model was fitted with {label}: the data need {article} "
+                             f"{name} array.")
+        if given and not fitted[name]:
+            raise ValueError(f"The data have {article} {name} array but the model was fitted "
+                             f"without {label}, so it cannot use it: refit on data with {name} "
+                             "(cnnenc fit), or predict from a file without it.")
+        if given:
+            covariates[name] = data[name]
+    return covariates
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -489,11 +524,13 @@ def _fit(args) -> int:
             raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
         params.setdefault("input_shape", data.input_shape)
         params.setdefault("input_type", data.input_type)
+        if data.get("eye_position") is not None:
+            _eye_readout([params.setdefault("readout", "gaussian")], "--param readout=")
         X = data.X_cnn
     model = classes[args.model](**params)
-    covariates = {}
-    if data.get("behavior") is not None:
-        covariates["behavior"] = data.behavior
+    # a GLM or LN model refuses them (one line: it does not model them)
+    covariates = {name: data[name] for name in ("behavior", "eye_position")
+                  if data.get(name) is not None}
     model.fit(X, data.y, **covariates)
     path = save_model(model, args.out)
     score = model.score(X, data.y, **covariates)
@@ -509,11 +546,7 @@ def _predict(args) -> int:
     model = load_model(args.model)
     data = _design(args, require_y=False, lazy=isinstance(model, CNNEncoder))
     X = data.X_cnn if isinstance(model, CNNEncoder) else data.X
-    covariates = {}
-    if getattr(model, "n_behavior_covariates_", 0):
-        if data.get("behavior") is None:
-            raise ValueError("The model was fitted with behaviour: the data need a behavior array.")
-        covariates["behavior"] = data.behavior
+    covariates = _fitted_covariates(model, data)
     prediction = model.predict(X, **covariates)
     np.savez(args.out, y_pred=prediction)
     print(f"Predicted {prediction.shape} responses; saved y_pred to {args.out}")
@@ -538,8 +571,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def data_arguments(command):
         command.add_argument("--data", required=True,
-                             help=".npz (X, y, groups, behavior) or .h5 (X, y, groups; "
-                                  ".h5 X is streamed) or .nwb file")
+                             help=".npz (X, y, groups, behavior, eye_position: n x 2, "
+                                  "for a CNN with a Gaussian readout) or .h5 (X, y, "
+                                  "groups; .h5 X is streamed) or .nwb file")
         command.add_argument("--stimulus", help="NWB only: name of the stimulus time series")
         command.add_argument("--bin-s", type=float, help="NWB only: bin width in seconds")
         command.add_argument("--behavior",

@@ -1,6 +1,7 @@
 """Reading users' data files and saving fitted models.
 
-* :func:`load_npz`: arrays ``X``, ``y`` (and optional ``groups``) in a ``.npz``.
+* :func:`load_npz`: arrays ``X``, ``y`` (and optional ``groups``,
+  ``behavior``, ``eye_position``) in a ``.npz``.
 * :func:`load_hdf5`: datasets ``X``, ``y`` (and optional ``groups``) of an
   HDF5 file; ``X`` stays on disk as a :class:`~sklearn_cnnenc.data.LazyArray`
   that :class:`~sklearn_cnnenc.CNNEncoder` streams (needs ``h5py``: ``pip
@@ -38,7 +39,7 @@ def _existing_file(path: str | Path) -> Path:
 
 
 def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
-    """Load ``X``, ``y`` and optional ``groups`` and ``behavior`` from a ``.npz`` file.
+    """Load ``X``, ``y`` and optional ``groups``, ``behavior``, ``eye_position`` from a ``.npz``.
 
     Parameters
     ----------
@@ -50,10 +51,12 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     Returns
     -------
     data : Bunch
-        ``X``, ``y``, ``groups`` and ``behavior`` (None when absent).
-        ``behavior`` is (n_samples, n_covariates) behaviour (running speed,
-        pupil size ...); ``y`` may hold NaN for neurons not recorded in a
-        sample (fit with ``missing_responses="mask"``).
+        ``X``, ``y``, ``groups``, ``behavior`` and ``eye_position`` (None
+        when absent). ``behavior`` is (n_samples, n_covariates) behaviour
+        (running speed, pupil size ...); ``eye_position`` is (n_samples, 2)
+        (horizontal, vertical), for the shifter of
+        ``CNNEncoder(readout="gaussian")``; ``y`` may hold NaN for neurons not
+        recorded in a sample (fit with ``missing_responses="mask"``).
 
     Examples
     --------
@@ -62,6 +65,9 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     >>> path = os.path.join(tempfile.mkdtemp(), "data.npz")
     >>> np.savez(path, X=np.zeros((4, 2)), y=np.ones(4))
     >>> load_npz(path).X.shape
+    (4, 2)
+    >>> np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), eye_position=np.zeros((4, 2)))
+    >>> load_npz(path).eye_position.shape
     (4, 2)
     """
     path = _existing_file(path)
@@ -76,8 +82,8 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in ("X", "y", "groups", "behavior")
-                      if name in archive.files}
+            names = ("X", "y", "groups", "behavior", "eye_position")
+            arrays = {name: archive[name] for name in names if name in archive.files}
             files = sorted(archive.files)
     except (ValueError, OSError, zipfile.BadZipFile, AttributeError, EOFError) as error:
         raise ValueError(f"{path} is not a readable .npz archive ({error}).") from error
@@ -105,7 +111,18 @@ def load_npz(path: str | Path, *, require_y: bool = True) -> Bunch:
     behavior = arrays.get("behavior")
     if behavior is not None and len(behavior) != len(X):
         raise ValueError(f"behavior has {len(behavior)} rows but X has {len(X)} in {path}.")
-    return Bunch(X=X, y=y, groups=groups, behavior=behavior)
+    eye_position = arrays.get("eye_position")
+    if eye_position is not None:
+        if eye_position.dtype.kind not in "biuf":
+            raise TypeError(f"eye_position in {path} has dtype {eye_position.dtype}; expected "
+                            "numbers.")
+        if eye_position.ndim != 2 or eye_position.shape[1] != 2:
+            raise ValueError(f"eye_position in {path} has shape {eye_position.shape}; expected "
+                             "(n_samples, 2): horizontal and vertical eye position per sample.")
+        if len(eye_position) != len(X):
+            raise ValueError(f"eye_position has {len(eye_position)} rows but X has {len(X)} "
+                             f"in {path}.")
+    return Bunch(X=X, y=y, groups=groups, behavior=behavior, eye_position=eye_position)
 
 
 def load_hdf5(path: str | Path, *, X: str = "X", y: str = "y", groups: str = "groups") -> Bunch:

@@ -257,6 +257,116 @@ def test_cli_compare_with_missing_mask_and_a_behaviour_array(tmp_path, capsys):
     assert "cnn" in capsys.readouterr().out
 
 
+@pytest.fixture
+def eye_npz(tmp_path):
+    """A tiny recording with eye positions (and the same without them)."""
+    rng = np.random.RandomState(6)
+    X, _, eye, _, y = _cells(120, [(3, 3), (4, 5)], rng, shift_with_eye=1)
+    X = np.pad(X, ((0, 0), (0, 0), (4, 4), (4, 4))).reshape(len(X), -1)  # 9x9 kernels fit
+    with_eye, without = tmp_path / "eye.npz", tmp_path / "no_eye.npz"
+    np.savez(with_eye, X=X, y=y, eye_position=eye)
+    np.savez(without, X=X, y=y)
+    return with_eye, without
+
+
+def test_cli_compare_gives_the_npz_eye_position_to_a_gaussian_readout_cnn(
+    eye_npz, tmp_path, monkeypatch
+):
+    from sklearn_cnnenc import model_selection
+    from sklearn_cnnenc.cli import main
+
+    compare_models, seen = model_selection.compare_models, {}
+
+    def keep_estimators(*args, **kwargs):
+        seen["kwargs"] = kwargs
+        seen["results"] = compare_models(*args, **{**kwargs, "return_estimators": True})
+        return seen["results"]
+
+    monkeypatch.setattr(model_selection, "compare_models", keep_estimators)
+    out = tmp_path / "results"
+    assert main(["compare", "--data", str(eye_npz[0]), "--models", "glm,cnn", "--cv", "2",
+                 "--input-shape", "1,16,16", "--device", "cpu", "--grid", "cnn:max_epochs=2",
+                 "--out", str(out)]) == 0
+    assert (out / "summary.csv").is_file()
+    np.testing.assert_array_equal(seen["kwargs"]["eye_position"],
+                                  np.load(eye_npz[0])["eye_position"])
+    for fold in (0, 1):
+        cnn = seen["results"].estimators[("cnn", fold)]
+        # the eye positions turn the CLI's CNN to a shifted Gaussian readout
+        assert cnn.readout == "gaussian" and cnn.uses_eye_position_
+        assert cnn.max_epochs == 2
+        assert isinstance(seen["results"].estimators[("glm", fold)], PoissonGLMCV)
+
+
+def test_cli_fit_and_predict_a_cnn_with_eye_positions(eye_npz, tmp_path, capsys):
+    from sklearn_cnnenc.cli import main
+    from sklearn_cnnenc.io import load_model
+
+    with_eye, without = eye_npz
+    model_path, predictions = tmp_path / "cnn.joblib", tmp_path / "y_pred.npz"
+    assert main(["fit", "--data", str(with_eye), "--model", "cnn", "--input-shape", "1,16,16",
+                 "--param", "max_epochs=2", "--param", "n_layers=1", "--param", "channels=2",
+                 "--param", "device='cpu'", "--out", str(model_path)]) == 0
+    model = load_model(model_path)
+    assert model.readout == "gaussian" and model.uses_eye_position_
+    assert main(["predict", "--data", str(with_eye), "--model", str(model_path),
+                 "--out", str(predictions)]) == 0
+    data = np.load(with_eye)
+    expected = model.predict(data["X"], eye_position=data["eye_position"])
+    np.testing.assert_allclose(np.load(predictions)["y_pred"], expected, rtol=1e-6)
+    # the eye positions are used: predictions move with them
+    shifted = model.predict(data["X"], eye_position=data["eye_position"] + 1.0)
+    assert not np.allclose(expected, shifted)
+    capsys.readouterr()
+    # a model fitted with eye positions needs them; one fitted without refuses them
+    assert main(["predict", "--data", str(without), "--model", str(model_path),
+                 "--out", str(predictions)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cnnenc: error: The model was fitted with eye position: the data need an eye_position "
+        "array.")
+    plain_path = tmp_path / "plain.joblib"
+    assert main(["fit", "--data", str(without), "--model", "cnn", "--input-shape", "1,16,16",
+                 "--param", "max_epochs=1", "--param", "device='cpu'",
+                 "--out", str(plain_path)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--data", str(with_eye), "--model", str(plain_path),
+                 "--out", str(predictions)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cnnenc: error: The data have an eye_position array but the model "
+                            "was fitted without eye position") and "\n" not in error
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--data", "{bad}", "--model", "cnn"],
+         r"eye_position in .*bad.npz has shape \(120, 3\); expected \(n_samples, 2\)"),
+        (["compare", "--data", "{short}", "--models", "glm"],
+         "eye_position has 119 rows but X has 120"),
+        (["fit", "--data", "{eye}", "--model", "cnn", "--param", "readout='factorized'"],
+         r"needs readout='gaussian' .*--param readout= gives \['factorized'\]"),
+        (["compare", "--data", "{eye}", "--models", "cnn", "--grid",
+          "cnn:readout=factorized,gaussian"],
+         r"needs readout='gaussian' .*--grid cnn:readout= gives \['factorized', 'gaussian'\]"),
+        (["fit", "--data", "{eye}", "--model", "glm"], "PoissonGLM does not take eye_position="),
+    ],
+)
+def test_cli_eye_position_errors_are_one_line(eye_npz, tmp_path, capsys, argv, message):
+    import re
+
+    from sklearn_cnnenc.cli import main
+
+    data = np.load(eye_npz[0])
+    paths = {"eye": eye_npz[0], "bad": tmp_path / "bad.npz", "short": tmp_path / "short.npz"}
+    np.savez(paths["bad"], X=data["X"], y=data["y"], eye_position=np.zeros((120, 3)))
+    np.savez(paths["short"], X=data["X"], y=data["y"], eye_position=np.zeros((119, 2)))
+    argv = [item.format(**paths) for item in argv]
+    assert main([*argv, "--input-shape", "1,16,16", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip().split("\n")
+    assert len(error) == 1 and error[0].startswith("cnnenc: error: ")
+    assert re.search(message, error[0]), error[0]
+
+
 def test_nwb_behaviour_time_series_is_sampled_at_the_bins(tmp_path):
     pynwb = pytest.importorskip("pynwb")
     from datetime import datetime, timezone
