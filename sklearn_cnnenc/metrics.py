@@ -895,7 +895,13 @@ def _column_scale(values: np.ndarray) -> np.ndarray:
 def _check_repeats(
     responses: ArrayLike, y_pred: ArrayLike | None = None, min_repeats: int = 2
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate repeated-trial responses; return them as (n_repeats, n_stimuli, n_neurons)."""
+    """Validate repeated-trial responses; return them as (n_repeats, n_stimuli, n_neurons).
+
+    ``y_pred`` is one prediction per stimulus, returned as (n_stimuli,
+    n_neurons), or one per trial (shaped like ``responses``: predictions
+    that also depend on each trial's behaviour), returned as (n_repeats,
+    n_stimuli, n_neurons).
+    """
     responses = check_array(
         responses,
         ensure_2d=False,
@@ -920,12 +926,16 @@ def _check_repeats(
     responses = responses.reshape(repeats_shape[0], repeats_shape[1], -1)
     if y_pred is None:
         return responses, None
-    y_pred = check_array(y_pred, ensure_2d=False, dtype=np.float64, input_name="y_pred")
-    if y_pred.reshape(y_pred.shape[0], -1).shape != responses.shape[1:]:
+    y_pred = check_array(
+        y_pred, ensure_2d=False, allow_nd=True, dtype=np.float64, input_name="y_pred"
+    )
+    if y_pred.shape == repeats_shape:  # one prediction per trial
+        return responses, y_pred.reshape(responses.shape)
+    if y_pred.ndim > 2 or y_pred.reshape(y_pred.shape[0], -1).shape != responses.shape[1:]:
         raise ValueError(
             f"y_pred has shape {y_pred.shape} but responses has shape {repeats_shape}; "
             f"y_pred must have shape {repeats_shape[1:]} (one prediction per stimulus "
-            "and neuron)."
+            f"and neuron) or {repeats_shape} (one per trial)."
         )
     return responses, y_pred.reshape(responses.shape[1:])
 
@@ -1025,8 +1035,11 @@ def correlation_to_average(
         Responses to repeated presentations of each stimulus (one repeat is
         allowed).
 
-    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons)
-        Predicted mean response to each stimulus.
+    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons), or shaped like \
+            ``responses``
+        Predicted mean response to each stimulus, or to each trial (e.g. with
+        each trial's behaviour), which is then averaged over the repeats like
+        the responses (as Sensorium does).
 
     multioutput : {"raw_values", "uniform_average"}, default="uniform_average"
         "raw_values" returns one value per neuron, "uniform_average" their
@@ -1057,6 +1070,8 @@ def correlation_to_average(
         raise ValueError(
             f"correlation_to_average needs at least 2 stimuli; got {responses.shape[1]}."
         )
+    if y_pred.ndim == 3:  # one prediction per trial: averaged like the responses
+        y_pred = y_pred.mean(axis=0)
     values = _pearson(responses.mean(axis=0), y_pred)
     return _average_outputs(
         values,
@@ -1159,8 +1174,10 @@ def fev(
         Responses to repeated presentations of each stimulus; needs
         ``n_repeats >= 2``.
 
-    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons)
-        Predicted mean response to each stimulus.
+    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons), or shaped like \
+            ``responses``
+        Predicted mean response to each stimulus, or to each trial (e.g.
+        with each trial's behaviour), compared with that trial's response.
 
     multioutput : {"raw_values", "uniform_average"}, default="uniform_average"
         "raw_values" returns one value per neuron, "uniform_average" their
@@ -1234,8 +1251,13 @@ def feve(
         Responses to repeated presentations of each stimulus; needs
         ``n_repeats >= 2``.
 
-    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons)
-        Predicted mean response to each stimulus.
+    y_pred : array-like of shape (n_stimuli,) or (n_stimuli, n_neurons), or shaped like \
+            ``responses``
+        Predicted mean response to each stimulus, or to each trial (e.g.
+        with each trial's behaviour), compared with that trial's response
+        (as Sensorium's FEVE of behaviour-modulated models). A per-trial
+        prediction may explain part of the trial-to-trial variance that the
+        ceiling counts as noise, so its FEVE can exceed 1.
 
     multioutput : {"raw_values", "uniform_average"}, default="uniform_average"
         "raw_values" returns one value per neuron, "uniform_average" their

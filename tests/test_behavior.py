@@ -198,6 +198,62 @@ def test_compare_models_routes_eye_position_into_a_searched_pipeline():
         compare_models({"cnn": scored}, X, y, cv=KFold(2), behavior=eye[:, :1], verbose=False)
 
 
+def test_compare_models_predicts_each_repeated_trial_with_its_own_behaviour():
+    from sklearn_cnnenc.metrics import feve
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(4)
+    X, run, _, _, y = _cells(200, [(3, 3), (4, 5)], rng, gain=0.8)
+    # 3 repeats of 12 stimuli; each trial its own running speed
+    X_stimuli, _, _, rate, _ = _cells(12, [(3, 3), (4, 5)], rng)
+    run_trials = rng.normal(size=(3, 12, 1))
+    responses = rng.poisson(4 * rate**2 * np.exp(0.8 * run_trials)).astype(float)
+    flat = FunctionTransformer(lambda Z: Z.reshape(len(Z), -1))
+    models = {"cnn": _cnn(max_epochs=3), "glm": make_pipeline(flat, PoissonGLM(alpha=1.0))}
+    scoring = ["log_likelihood", "correlation_to_average", "fev", "feve"]
+    result = compare_models(models, X, y, cv=KFold(2), behavior=run, scoring=scoring,
+                            repeats=(X_stimuli, responses), repeats_behavior=run_trials,
+                            return_estimators=True, verbose=False)
+    average, total = responses.mean(axis=0), responses.reshape(-1, 2).var(axis=0)
+    noise = responses.var(axis=0, ddof=1).mean(axis=0)
+    for fold in (0, 1):
+        cnn = result.estimators[("cnn", fold)]
+        trials = np.stack([cnn.predict(X_stimuli, behavior=run_trials[k]) for k in range(3)])
+        # the trials' predictions differ with their behaviour
+        assert np.ptp(trials, axis=0).max() > 1e-3
+        glm = result.estimators[("glm", fold)].predict(X_stimuli)  # stimulus-only
+        for name, predictions in (("cnn", trials), ("glm", np.broadcast_to(glm, trials.shape))):
+            recorded = {metric: [r["value"] for r in result.scores if r["model"] == name
+                                 and r["fold"] == fold and r["metric"] == metric]
+                        for metric in scoring}
+            mean = predictions.mean(axis=0)
+            mse = ((responses - predictions) ** 2).reshape(-1, 2).mean(axis=0)
+            np.testing.assert_allclose(
+                recorded["correlation_to_average"],
+                [np.corrcoef(average[:, j], mean[:, j])[0, 1] for j in range(2)], rtol=1e-6)
+            np.testing.assert_allclose(recorded["fev"], 1 - mse / total, rtol=1e-6)
+            np.testing.assert_allclose(
+                recorded["feve"], feve(responses, predictions, multioutput="raw_values"),
+                rtol=1e-6)
+            np.testing.assert_allclose(recorded["feve"], 1 - (mse - noise) / (total - noise),
+                                       rtol=1e-6)
+    # a model fitted with behaviour is never scored on the repeats without it
+    repeats = (X_stimuli, responses)
+    with pytest.raises(ValueError, match=r"\['cnn'\] are fitted with behavior.*repeats_behavior="):
+        compare_models(models, X, y, behavior=run, repeats=repeats, verbose=False)
+    with pytest.raises(ValueError, match="repeats_behavior is given but behavior is not"):
+        compare_models(models, X, y, repeats=repeats, repeats_behavior=run_trials,
+                       verbose=False)
+    with pytest.raises(ValueError, match=r"shape .* = \(3, 12, 1\).*got \(3, 11, 1\)"):
+        compare_models(models, X, y, behavior=run, repeats=repeats,
+                       repeats_behavior=run_trials[:, :11], verbose=False)
+    with pytest.raises(ValueError, match="pass repeats as well"):
+        compare_models(models, X, y, behavior=run, repeats_behavior=run_trials, verbose=False)
+    with pytest.raises(ValueError, match="repeats_eye_position="):
+        compare_models(models, X, y, behavior=run, eye_position=np.zeros((200, 2)),
+                       repeats=repeats, repeats_behavior=run_trials, verbose=False)
+
+
 def test_cnn_encoder_cv_scores_its_candidates_with_their_held_out_behaviour():
     from sklearn_cnnenc import CNNEncoderCV
 

@@ -147,3 +147,32 @@ def test_compare_models_reports_repeat_metrics_per_model():
         compare_models(models, X, y, cv=KFold(3), verbose=False, scoring=["feve"])
     with pytest.raises(ValueError, match="n_neurons = 2"):
         compare_models(models, X, y, verbose=False, repeats=(X_stimuli, responses[..., :1]))
+
+
+def test_per_trial_predictions_equal_hand_formulas():
+    from sklearn_cnnenc.metrics import fev
+
+    responses, signal = _repeats(n_repeats=4, n_stimuli=30)
+    rng = np.random.default_rng(2)
+    trials = signal + rng.normal(0, 0.5, responses.shape)  # e.g. each trial's behaviour
+    average = responses.mean(axis=0)
+    expected = [np.corrcoef(average[:, j], trials.mean(axis=0)[:, j])[0, 1] for j in range(3)]
+    assert_allclose(correlation_to_average(responses, trials, multioutput="raw_values"),
+                    expected, rtol=1e-12)
+    flat = responses.reshape(-1, 3)
+    mse = ((responses - trials) ** 2).reshape(-1, 3).mean(axis=0)
+    noise = responses.var(axis=0, ddof=1).mean(axis=0)
+    assert_allclose(fev(responses, trials, multioutput="raw_values"),
+                    1 - mse / flat.var(axis=0), rtol=1e-12)
+    assert_allclose(feve(responses, trials, multioutput="raw_values", significance=None),
+                    1 - (mse - noise) / (flat.var(axis=0) - noise), rtol=1e-12)
+    # the same prediction on every repeat is the per-stimulus prediction
+    same = np.broadcast_to(signal, responses.shape)
+    for metric in (correlation_to_average, fev, feve):
+        assert_allclose(metric(responses, same, multioutput="raw_values"),
+                        metric(responses, signal, multioutput="raw_values"), rtol=1e-12)
+    # one neuron: (n_repeats, n_stimuli) responses, per-trial predictions alike
+    assert fev(responses[..., 0], trials[..., 0]) == pytest.approx(
+        fev(responses[..., :1], trials[..., :1]))
+    with pytest.raises(ValueError, match=r"or \(4, 30, 3\) \(one per trial\)"):
+        fev(responses, trials[:3])

@@ -120,10 +120,25 @@ def _score_metric(name, metric, held: _HeldOut, y_2d, train_mean) -> np.ndarray:
     return np.asarray(spec.function(y_2d, held.mean, multioutput="raw_values", **kwargs))
 
 
-def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
-    """The repeated-trial metrics of one fitted model (nan for the oracle's predictions)."""
+def _score_repeats(name, model, metrics, repeats, covariates=None) -> dict[str, np.ndarray]:
+    """The repeated-trial metrics of one fitted model (nan for the oracle's predictions).
+
+    With ``covariates`` (each trial's behaviour or eye position, shaped
+    (n_repeats, n_stimuli, n_columns)) the model predicts every trial with
+    its own, one repeat at a time: predictions shaped like the responses.
+    """
     X_repeats, responses = repeats
-    y_pred = None if name == ORACLE else model.predict(X_repeats)
+    y_pred = None
+    if name != ORACLE and any(METRICS[metric].takes_prediction for metric in metrics.values()):
+        if covariates:
+            y_pred = np.stack([
+                np.asarray(model.predict(X_repeats, **{key: value[repeat]
+                                                       for key, value in covariates.items()}),
+                           dtype=float).reshape(responses.shape[1:])
+                for repeat in range(len(responses))
+            ])
+        else:
+            y_pred = model.predict(X_repeats)
     scores = {}
     for metric_name, metric in metrics.items():
         spec = METRICS[metric]
@@ -139,15 +154,16 @@ def _score_repeats(name, model, metrics, repeats) -> dict[str, np.ndarray]:
 
 def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
                    return_estimator=False, repeat_metrics=None, repeats=None,
-                   covariates=None):
+                   covariates=None, repeat_covariates=None):
     """Fit one model on one fold and score it on the held-out part, per neuron.
 
     ``covariates`` (``behavior``, ``eye_position``) go to the models that
     take them, also through a search object, whose inner folds then score
-    with their held-out rows' covariates (:func:`fit_search_with_covariates`).
+    with their held-out rows' covariates (:func:`fit_search_with_covariates`);
+    those models predict the repeated trials with ``repeat_covariates``.
     """
     if name == ORACLE or not takes_covariates(estimator):
-        covariates = {}
+        covariates = repeat_covariates = {}
     covariates = covariates or {}
     y_2d = y.reshape(len(y), -1)
     train_mean = np.nanmean(y_2d[train], axis=0)  # NaN: responses not recorded
@@ -206,7 +222,8 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
             for metric_name, metric in metrics.items()
         }
         if repeats is not None:
-            scores.update(_score_repeats(name, model, repeat_metrics, repeats))
+            scores.update(_score_repeats(name, model, repeat_metrics, repeats,
+                                         repeat_covariates if covariates else None))
     return {
         "scores": scores,
         "fit_time": fit_time,
@@ -545,6 +562,53 @@ def _check_compare_repeats(repeats, n_neurons):
     return X_repeats, responses
 
 
+def _check_repeat_covariates(repeats, covariates, given, models, repeat_metrics) -> dict:
+    """Validate each repeated trial's covariates (``repeats_behavior=`` ...).
+
+    Returned shaped (n_repeats, n_stimuli, n_columns). A model fitted with a
+    covariate predicts the repeats only with each trial's own: missing ones
+    are an error, not a prediction without them.
+    """
+    checked = {}
+    for name, value in given.items():
+        argument = f"repeats_{name}"
+        if value is None:
+            continue
+        if repeats is None:
+            raise ValueError(f"{argument} gives the {name} of the trials of repeats=(X_stimuli, "
+                             "responses); pass repeats as well.")
+        if name not in covariates:
+            raise ValueError(f"{argument} is given but {name} is not: the models are fitted "
+                             f"without {name} and predict the repeats without it. Pass "
+                             f"{name}= for the samples of X as well.")
+        responses = repeats[1]
+        value = np.asarray(value, dtype=float)
+        if value.ndim == 2:  # one column
+            value = value[:, :, None]
+        expected = (*responses.shape[:2], covariates[name].shape[1])
+        if value.shape != expected:
+            raise ValueError(
+                f"{argument} must have shape (n_repeats, n_stimuli, n_columns) = {expected}: "
+                f"one row per trial of the repeats' responses {responses.shape}, the "
+                f"{covariates[name].shape[1]} column(s) of {name}; got {value.shape}."
+            )
+        checked[name] = value
+    predicts = any(METRICS[metric].takes_prediction for metric in repeat_metrics.values())
+    missing = [name for name in covariates if name not in checked]
+    modelled = [name for name, model in models.items() if takes_covariates(model)]
+    if repeats is not None and predicts and missing and modelled:
+        needed = ", ".join(
+            f"repeats_{name}= of shape (n_repeats, n_stimuli, {covariates[name].shape[1]})"
+            for name in missing
+        )
+        raise ValueError(
+            f"The models {modelled} are fitted with {' and '.join(missing)}, so their "
+            f"predictions of the repeated trials need each trial's: pass {needed} (or score "
+            "the repeats with metrics that take no prediction)."
+        )
+    return checked
+
+
 def _warn_after_run(names, tasks, results, splits, y_2d) -> None:
     """One summary warning per model and kind, after the progress bar."""
     for name in names:
@@ -620,6 +684,8 @@ def compare_models(
     repeats: tuple | None = None,
     behavior=None,
     eye_position=None,
+    repeats_behavior=None,
+    repeats_eye_position=None,
 ) -> ModelComparison:
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
@@ -687,8 +753,10 @@ def compare_models(
         stimuli ``X_stimuli`` (n_stimuli rows) and the responses to each of
         their presentations, of shape (n_repeats, n_stimuli, n_neurons) (as in
         Sensorium's test set). Every fold's fitted model predicts
-        ``X_stimuli`` and is scored on them with the repeated-trial metrics of
-        ``scoring``, per neuron, next to its cross-validated scores. The
+        ``X_stimuli`` (a model given ``behavior`` or ``eye_position``: each
+        trial, with ``repeats_behavior``, ``repeats_eye_position``) and is
+        scored on them with the repeated-trial metrics of ``scoring``, per
+        neuron, next to its cross-validated scores. The
         ceilings (``oracle_correlation``, ``explainable_variance``) are the
         same for every model and fold; the ``"oracle"`` model (true rates)
         has no prediction there, its other repeat scores are nan.
@@ -707,6 +775,20 @@ def compare_models(
     eye_position : array-like of shape (n_samples, 2), optional
         Eye position per sample, routed as ``behavior`` (to models with a
         shifter, ``CNNEncoder(readout="gaussian")``).
+    repeats_behavior : array-like of shape (n_repeats, n_stimuli, n_covariates), optional
+        With ``behavior`` and ``repeats``: the behaviour on each repeated
+        trial (``(n_repeats, n_stimuli)`` for one covariate), indexed like
+        the repeats' responses. The models given ``behavior`` then predict
+        every trial with its own behaviour: ``correlation_to_average``
+        correlates the repeat average of those predictions with that of the
+        responses, ``fev`` and ``feve`` compare each trial's prediction with
+        its response (as Sensorium scores behaviour-modulated models). It is
+        required when such a model is compared on repeats with a metric that
+        takes a prediction (a ValueError otherwise, not a prediction without
+        behaviour).
+    repeats_eye_position : array-like of shape (n_repeats, n_stimuli, 2), optional
+        The eye position on each repeated trial, as ``repeats_behavior``
+        (required with ``eye_position`` likewise).
 
     Returns
     -------
@@ -757,6 +839,19 @@ def compare_models(
     ...                          behavior=running, return_estimators=True, verbose=False)
     >>> results.estimators[("cnn", 0)].n_behavior_covariates_
     1
+
+    On repeated trials of a behaving animal each trial has its own running
+    speed, with which the CNN fitted with behaviour predicts it:
+
+    >>> cnn = CNNEncoder(n_layers=1, channels=2, max_epochs=2, n_ensemble=1, device="cpu")
+    >>> X_test = rng.standard_normal((8, 1, 6, 6)).astype(np.float32)
+    >>> running_test = rng.standard_normal((3, 8, 1))  # 3 repeats of 8 images
+    >>> responses = rng.poisson(np.exp(0.5 * running_test)).astype(float)
+    >>> results = compare_models({"cnn": cnn}, images, counts, cv=KFold(2), behavior=running,
+    ...                          repeats=(X_test, responses), repeats_behavior=running_test,
+    ...                          verbose=False)
+    >>> results.metrics[-2:]
+    ['correlation_to_average', 'feve']
     """
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty dict of name -> estimator.")
@@ -787,6 +882,11 @@ def compare_models(
             value = np.asarray(value, dtype=float)
             covariates[key] = value.reshape(len(value), -1)
             check_consistent_length(y, covariates[key])
+    repeat_covariates = _check_repeat_covariates(
+        repeats, covariates,
+        {"behavior": repeats_behavior, "eye_position": repeats_eye_position},
+        models, repeat_metrics,
+    )
     if oracle_rates is not None:
         oracle_rates = np.asarray(oracle_rates, dtype=float)
         if oracle_rates.shape != y.shape:
@@ -810,7 +910,8 @@ def compare_models(
         with limit_threads(n_threads):
             return _fit_and_score(name, estimator, X, y, groups, train, test, metrics,
                                   (oracle_rates, oracle_family, oracle_dispersion),
-                                  return_estimators, repeat_metrics, repeats, covariates)
+                                  return_estimators, repeat_metrics, repeats, covariates,
+                                  repeat_covariates)
 
     with _backend(scheduler):
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
