@@ -239,6 +239,10 @@ def test_compare_models_predicts_each_repeated_trial_with_its_own_behaviour():
                                        rtol=1e-6)
     # a model fitted with behaviour is never scored on the repeats without it
     repeats = (X_stimuli, responses)
+    # (stimulus-only models need no trial behaviour)
+    only_glm = compare_models({"glm": models["glm"]}, X, y, cv=KFold(2), behavior=run,
+                              repeats=repeats, scoring=["correlation_to_average"], verbose=False)
+    assert len(only_glm.scores) == 2 * 2
     with pytest.raises(ValueError, match=r"\['cnn'\] are fitted with behavior.*repeats_behavior="):
         compare_models(models, X, y, behavior=run, repeats=repeats, verbose=False)
     with pytest.raises(ValueError, match="repeats_behavior is given but behavior is not"):
