@@ -409,6 +409,8 @@ def test_cli_fit_and_predict_a_cnn_with_eye_positions(eye_npz, tmp_path, capsys)
           "cnn:readout=factorized,gaussian"],
          r"needs readout='gaussian' .*--grid cnn:readout= gives \['factorized', 'gaussian'\]"),
         (["fit", "--data", "{eye}", "--model", "glm"], "PoissonGLM does not take eye_position="),
+        # refused before any model is fitted
+        (["compare", "--data", "{nan}", "--models", "glm,cnn"], "Input eye_position contains NaN"),
     ],
 )
 def test_cli_eye_position_errors_are_one_line(eye_npz, tmp_path, capsys, argv, message):
@@ -417,9 +419,13 @@ def test_cli_eye_position_errors_are_one_line(eye_npz, tmp_path, capsys, argv, m
     from sklearn_cnnenc.cli import main
 
     data = np.load(eye_npz[0])
-    paths = {"eye": eye_npz[0], "bad": tmp_path / "bad.npz", "short": tmp_path / "short.npz"}
+    paths = {name: tmp_path / f"{name}.npz" for name in ("bad", "short", "nan")}
+    paths["eye"] = eye_npz[0]
     np.savez(paths["bad"], X=data["X"], y=data["y"], eye_position=np.zeros((120, 3)))
     np.savez(paths["short"], X=data["X"], y=data["y"], eye_position=np.zeros((119, 2)))
+    eye = data["eye_position"].copy()
+    eye[3, 0] = np.nan
+    np.savez(paths["nan"], X=data["X"], y=data["y"], eye_position=eye)
     argv = [item.format(**paths) for item in argv]
     assert main([*argv, "--input-shape", "1,16,16", "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip().split("\n")

@@ -21,7 +21,7 @@ from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import check_consistent_length
+from sklearn.utils.validation import check_array, check_consistent_length
 
 from ..glm_cv import PoissonGLMCV
 from ..metrics import METRICS, log_likelihood
@@ -582,7 +582,7 @@ def _check_repeat_covariates(repeats, covariates, given, models, repeat_metrics)
                              f"without {name} and predict the repeats without it. Pass "
                              f"{name}= for the samples of X as well.")
         responses = repeats[1]
-        value = np.asarray(value, dtype=float)
+        value = check_array(value, allow_nd=True, dtype=float, input_name=argument)
         if value.ndim == 2:  # one column
             value = value[:, :, None]
         expected = (*responses.shape[:2], covariates[name].shape[1])
@@ -879,7 +879,9 @@ def compare_models(
     covariates = {}
     for key, value in (("behavior", behavior), ("eye_position", eye_position)):
         if value is not None:
-            value = np.asarray(value, dtype=float)
+            # finite: refused before any fit, not in the middle of the run
+            value = check_array(value, ensure_2d=False, allow_nd=True, dtype=float,
+                                input_name=key)
             covariates[key] = value.reshape(len(value), -1)
             check_consistent_length(y, covariates[key])
     repeat_covariates = _check_repeat_covariates(
