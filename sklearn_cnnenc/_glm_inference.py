@@ -161,13 +161,25 @@ def covariance_matrix(
     See :meth:`sklearn_cnnenc.PoissonGLM.covariance_matrix`.
     """
     hessian, meat, sandwich = _information(model, X, y, sample_weight, offset, robust)
+    singular = ValueError(
+        "The Fisher information is singular (collinear or constant features, or "
+        "a perfectly separated binary response); standard errors are undefined."
+    )
+    # singular up to round-off once each parameter is in its own units (the
+    # diagonal scaled to one): whether LU meets an exact zero pivot depends on
+    # the last bits of the weights, so an exact test would decide by chance
+    diagonal = hessian.diagonal(dim1=-2, dim2=-1)
+    if not bool((diagonal > 0).all()):
+        raise singular
+    unit = diagonal.rsqrt()
+    eigenvalues = torch.linalg.eigvalsh(hessian * unit[..., :, None] * unit[..., None, :])
+    resolution = hessian.shape[-1] * torch.finfo(hessian.dtype).eps * eigenvalues[..., -1]
+    if not bool((eigenvalues[..., 0] > resolution).all()):
+        raise singular
     try:
         inverse = torch.linalg.inv(hessian)
     except RuntimeError as error:  # torch raises a subclass of RuntimeError
-        raise ValueError(
-            "The Fisher information is singular (collinear or constant features, or "
-            "a perfectly separated binary response); standard errors are undefined."
-        ) from error
+        raise singular from error
     cov = inverse @ meat @ inverse if sandwich else inverse
     cov = 0.5 * (cov + cov.transpose(1, 2))
     cov = cov.numpy()

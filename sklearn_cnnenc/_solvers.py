@@ -30,6 +30,15 @@ describe the last call to ``step``:
     Largest number of iterations used by a problem.
 ``"n_evals"`` : int
     Number of closure evaluations.
+``"by_gradient"`` : bool tensor of shape (K,) (BatchedLBFGS only)
+    Whether each problem met the gradient test (not only the objective test).
+
+A closure may compute in a lower precision than the parameters (a float32
+pass over float64 data): it then has an ``eps`` attribute (the relative
+precision of its values), which scales the round-off allowances of the line
+search and the objective test, and a ``gradient_errors`` attribute (pairs
+``(parameter, bound)`` of the rounding bound of the last gradient), which the
+gradient test of :class:`BatchedLBFGS` adds to the gradient's magnitude.
 """
 
 from __future__ import annotations
@@ -230,6 +239,27 @@ class _FlatLayout:
     def l1_penalty(self, x: torch.Tensor) -> torch.Tensor:
         """Return the per-problem L1 term of shape (K,)."""
         return x.abs() @ self.l1
+
+    def gradient_error(self, closure: Closure) -> torch.Tensor | None:
+        """Rounding bound of the closure's last gradient, (K, d) in scaled coordinates.
+
+        A closure that computes in a lower precision than the parameters
+        states it as ``closure.gradient_errors``: pairs ``(parameter, bound)``
+        with ``bound`` shaped like the parameter (a missing one is zero).
+        None where the closure states none.
+        """
+        pairs = getattr(closure, "gradient_errors", None)
+        if pairs is None:
+            return None
+        blocks = []
+        for p in self.params:
+            bound = next((b for q, b in pairs if q is p), None)
+            if bound is None:
+                blocks.append(p.new_zeros(self.n_problems, p[0].numel()))
+            else:
+                blocks.append(bound.to(self.dtype).reshape(self.n_problems, -1))
+        e = torch.cat(blocks, dim=1)
+        return e if self.scale is None else e / self.scale
 
 
 def _pseudo_gradient(x: torch.Tensor, g: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
@@ -478,11 +508,16 @@ class BatchedLBFGS(_BatchedOptimizer):
         layout, opt = self._layout_and_options()
         lr, m = opt["lr"], opt["history_size"]
         eps = torch.finfo(layout.dtype).eps
-        ftol = 64 * eps if opt["ftol"] is None else opt["ftol"]
+        # a closure that computes in a lower precision than the parameters (a
+        # float32 pass over float64 data) states its relative precision
+        closure_eps = float(getattr(closure, "eps", eps))
+        ftol = 64 * max(eps, closure_eps) if opt["ftol"] is None else opt["ftol"]
         curvature_eps = max(1e-10, eps)
         # objectives that differ by less than this are equal up to round-off (another
-        # BLAS kernel, batch size or thread count moves their last bits), as in FISTA
-        noise_tol = 1024 * eps
+        # BLAS kernel, batch size or thread count moves their last bits), as in FISTA;
+        # a lower-precision sum is noisier, but the factor stays small there so
+        # that the objective still decides at the 1e-6 level
+        noise_tol = 1024 * eps if closure_eps <= eps else 32 * closure_eps
         if layout.has_groups:
             raise ValueError(
                 "BatchedLBFGS (OWL-QN) cannot minimise a group-lasso penalty; use BatchedFISTA."
@@ -503,7 +538,14 @@ class BatchedLBFGS(_BatchedOptimizer):
             pg = g
 
         tol = _tolerance(opt["tol"], opt["tol_scale"], n_problems, f)
-        converged = _max_abs(pg) <= tol
+
+        def gradient_test(pg: torch.Tensor) -> torch.Tensor:
+            # with a rounding bound the test must hold for every gradient within it
+            error = layout.gradient_error(closure)
+            return _max_abs(pg if error is None else pg.abs() + error) <= tol
+
+        converged = gradient_test(pg)
+        by_gradient = converged.clone()
         failed = torch.zeros_like(converged)
         active = ~converged
         n_iter = torch.zeros(n_problems, dtype=torch.int64, device=device)
@@ -600,12 +642,17 @@ class BatchedLBFGS(_BatchedOptimizer):
 
             pg_new = _pseudo_gradient(x_new, g_new, l1) if owlqn else g_new
             scale = torch.maximum(torch.maximum(f.abs(), f_new.abs()), f.new_ones(()))
-            done = active & ((_max_abs(pg_new) <= tol) | (f - f_new <= ftol * scale))
+            # the closure's last evaluation was at x_new for every active problem
+            # (accepted rows stay at their point; a failed line search deactivates)
+            gradient_done = active & gradient_test(pg_new)
+            done = gradient_done | (active & (f - f_new <= ftol * scale))
+            by_gradient = by_gradient | gradient_done
             converged = converged | done
             active = active & ~done
             x, f, g, pg = x_new, f_new, g_new, pg_new
 
         self._record(n_iter, converged, failed, n_evals)
+        self.state["by_gradient"] = by_gradient
         return f
 
 
@@ -931,17 +978,50 @@ class LinearGLMObjective:
         self.sample_weight = sample_weight
         self.offset = offset
         self.loss_and_derivative = loss_and_derivative
+        self._column_norms = None
+        self.gradient_errors = None
+
+    @property
+    def eps(self) -> float:
+        """Relative precision of the computed values (that of ``X``'s dtype)."""
+        return torch.finfo(self.X.dtype).eps
 
     def _reduce(self, values: torch.Tensor) -> torch.Tensor:
         if self.sample_weight is None:
             return values.mean(dim=0)
         return (self.sample_weight @ values) / len(values)
 
+    def _rounding_bounds(self, weight, bias, residual: torch.Tensor) -> list:
+        """Probabilistic rounding bounds of ``X.T @ residual`` and ``residual.sum(0)``.
+
+        Higham & Mary (2019): a sum of n terms computed with unit roundoff
+        ``u = eps / 2`` errs by about ``sqrt(n) * u * sum |terms|`` (their
+        probabilistic bound; blocked BLAS sums err less); by Cauchy-Schwarz
+        ``sum_i |x_ij r_ik| <= ||x_j|| ||r_k||``. Rounding ``X`` itself to the
+        working precision adds ``u * sum |terms|``, far within the bound.
+        """
+        if self._column_norms is None:
+            self._column_norms = torch.linalg.vector_norm(self.X, dim=0).to(weight.dtype)
+        factor = math.sqrt(len(residual)) * self.eps / 2
+        norms = torch.linalg.vector_norm(residual, dim=0).to(weight.dtype) * factor
+        pairs = [(weight, norms[:, None] * self._column_norms)]
+        if bias is not None:
+            pairs.append((bias, norms * math.sqrt(len(residual))))
+        return pairs
+
     def __call__(self) -> torch.Tensor:
         weight, bias = self.predictor.weight, self.predictor.bias
         X = self.X
+        # parameters in a higher precision than X (a float32 pass over float64
+        # data): the products run in X's precision, the results are cast back
+        low_precision = X.dtype != weight.dtype
         with torch.no_grad():
-            eta = X @ weight.T if bias is None else torch.addmm(bias, X, weight.T)
+            if low_precision:
+                weight_x = weight.to(X.dtype)
+                bias_x = None if bias is None else bias.to(X.dtype)
+            else:
+                weight_x, bias_x = weight, bias
+            eta = X @ weight_x.T if bias is None else torch.addmm(bias_x, X, weight_x.T)
             if self.offset is not None:
                 eta = eta + self.offset
             closed_form = None
@@ -967,13 +1047,16 @@ class LinearGLMObjective:
                 penalty_grad = None
         with torch.no_grad():
             # (X.T @ R).T: one matrix product; for one problem a matrix-vector one
-            grad = (X.T @ residual).T
+            grad = (X.T @ residual).T.to(weight.dtype)
             if penalty_grad is not None:
                 grad = grad + penalty_grad
             weight.grad = grad.contiguous()
             if bias is not None:
-                bias.grad = residual.sum(dim=0)
-            return (per_problem.detach() + penalty.detach()).detach()
+                bias.grad = residual.sum(dim=0).to(weight.dtype)
+            if low_precision:
+                self.gradient_errors = self._rounding_bounds(weight, bias, residual)
+            per_problem = per_problem.detach().to(weight.dtype)
+            return (per_problem + penalty.detach()).detach()
 
 
 def batched_glm_newton(
