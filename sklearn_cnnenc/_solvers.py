@@ -394,6 +394,12 @@ class BatchedLBFGS(_BatchedOptimizer):
         ``max_j |pg_kj| <= tol * tol_scale[k]`` (e.g. each neuron's mean
         response, so that sparse spikes are fitted as precisely as dense
         ones). None means 1.
+    curvature : float or tensor of shape (K,), optional
+        Per-problem estimate of the objective's curvature at the starting
+        point (in the scaled coordinates): the first trial step is then the
+        Newton step ``-lr * pg / curvature`` instead of the short
+        ``lr * min(1, 1 / ||pg||_1)`` one. Non-positive entries keep the
+        default. Only the first iteration of each :meth:`step` uses it.
 
     Notes
     -----
@@ -456,6 +462,7 @@ class BatchedLBFGS(_BatchedOptimizer):
         "ftol",
         "history_size",
         "max_line_search",
+        "curvature",
     )
 
     def __init__(
@@ -469,6 +476,7 @@ class BatchedLBFGS(_BatchedOptimizer):
         max_line_search: int = 25,
         l1: float = 0.0,
         tol_scale: torch.Tensor | float | None = None,
+        curvature: torch.Tensor | float | None = None,
     ) -> None:
         _check_positive("lr", lr)
         _check_positive("max_iter", max_iter)
@@ -485,6 +493,7 @@ class BatchedLBFGS(_BatchedOptimizer):
             max_line_search=max_line_search,
             l1=l1,
             tol_scale=tol_scale,
+            curvature=curvature,
         )
         super().__init__(params, defaults)
         self._layout_and_options()
@@ -540,9 +549,12 @@ class BatchedLBFGS(_BatchedOptimizer):
         tol = _tolerance(opt["tol"], opt["tol_scale"], n_problems, f)
 
         def gradient_test(pg: torch.Tensor) -> torch.Tensor:
+            passed = _max_abs(pg) <= tol
+            if not bool(passed.any()):
+                return passed
             # with a rounding bound the test must hold for every gradient within it
             error = layout.gradient_error(closure)
-            return _max_abs(pg if error is None else pg.abs() + error) <= tol
+            return passed if error is None else _max_abs(pg.abs() + error) <= tol
 
         converged = gradient_test(pg)
         by_gradient = converged.clone()
@@ -561,7 +573,15 @@ class BatchedLBFGS(_BatchedOptimizer):
         gamma = x.new_ones(n_problems)
         n_hist = 0  # upper bound on count, known without a device sync
 
-        for _ in range(opt["max_iter"]):
+        first_step = None
+        if opt["curvature"] is not None:
+            curvature = torch.broadcast_to(
+                torch.as_tensor(opt["curvature"], dtype=x.dtype, device=device), (n_problems,)
+            )
+            usable = torch.isfinite(curvature) & (curvature > 0)
+            first_step = torch.where(usable, lr / torch.where(usable, curvature, 1.0), -1.0)
+
+        for it in range(opt["max_iter"]):
             if not bool(active.any()):
                 break
             n_iter += active
@@ -580,6 +600,10 @@ class BatchedLBFGS(_BatchedOptimizer):
                 lr * torch.reciprocal(pg.abs().sum(dim=1)).clamp_max(1.0),
                 lr,
             )
+            if it == 0 and first_step is not None:
+                # a Newton step along -pg for the stated curvature (e.g. a GLM's
+                # Fisher weight at its null model, in scaled coordinates)
+                step_size = torch.where((first_step > 0) & (count == 0), first_step, step_size)
             if owlqn:
                 orthant = torch.where(x != 0, x.sign(), -pg.sign())
 
@@ -979,7 +1003,7 @@ class LinearGLMObjective:
         self.offset = offset
         self.loss_and_derivative = loss_and_derivative
         self._column_norms = None
-        self.gradient_errors = None
+        self._last = None  # what the rounding bounds of the last gradient need
 
     @property
     def eps(self) -> float:
@@ -991,7 +1015,31 @@ class LinearGLMObjective:
             return values.mean(dim=0)
         return (self.sample_weight @ values) / len(values)
 
-    def _rounding_bounds(self, weight, bias, residual: torch.Tensor) -> list:
+    def _penalty(self, weight) -> tuple:
+        """The predictor's penalty (K,) and its gradient in ``weight`` (or None)."""
+        from .nn.linear import LinearPredictor
+
+        predictor = self.predictor
+        if type(predictor).regularizer is LinearPredictor.regularizer:
+            # the ridge in closed form: no autograd call per evaluation
+            with torch.no_grad():
+                factors = predictor.penalty_weights
+                scaled = weight if factors is None else weight * factors
+                penalty = 0.5 * predictor.l2 * (weight * scaled).sum(dim=1)
+                return penalty, (predictor.l2 * scaled if predictor.l2 else None)
+        with torch.enable_grad():
+            penalty = predictor.regularizer()
+            if torch.is_tensor(penalty) and penalty.requires_grad:
+                (penalty_grad,) = torch.autograd.grad(penalty.sum(), weight)
+                return penalty, penalty_grad
+        return penalty, None
+
+    @property
+    def gradient_errors(self) -> list | None:
+        """Rounding bounds ``(parameter, bound)`` of the last gradient (low precision only)."""
+        return None if self._last is None else self._rounding_bounds(*self._last)
+
+    def _rounding_bounds(self, weight, bias, residual: torch.Tensor, scale: float) -> list:
         """Probabilistic rounding bounds of ``X.T @ residual`` and ``residual.sum(0)``.
 
         Higham & Mary (2019): a sum of n terms computed with unit roundoff
@@ -1002,8 +1050,9 @@ class LinearGLMObjective:
         """
         if self._column_norms is None:
             self._column_norms = torch.linalg.vector_norm(self.X, dim=0).to(weight.dtype)
-        factor = math.sqrt(len(residual)) * self.eps / 2
-        norms = torch.linalg.vector_norm(residual, dim=0).to(weight.dtype) * factor
+        factor = math.sqrt(len(residual)) * self.eps / 2 * scale
+        # (a sum over rows of the squares: torch's strided norm is slower)
+        norms = (residual * residual).sum(dim=0).sqrt().to(weight.dtype) * factor
         pairs = [(weight, norms[:, None] * self._column_norms)]
         if bias is not None:
             pairs.append((bias, norms * math.sqrt(len(residual))))
@@ -1027,34 +1076,32 @@ class LinearGLMObjective:
             closed_form = None
             if self.loss_and_derivative is not None:
                 closed_form = self.loss_and_derivative(eta)
+        # the gradient is (X.T @ residual) * residual_scale: the 1 / n of the
+        # mean is applied to the small (p, K) product, not to the (n, K) residual
+        residual_scale = 1.0
         if closed_form is not None:
             values, derivative = closed_form
             with torch.no_grad():
                 per_problem = self._reduce(values)
                 if self.sample_weight is not None:
                     derivative = derivative * self.sample_weight[:, None]
-                residual = derivative / len(derivative)
+                residual, residual_scale = derivative, 1.0 / len(derivative)
         else:
             eta.requires_grad_(True)
             with torch.enable_grad():
                 per_problem = self._reduce(self.loss(eta))
                 (residual,) = torch.autograd.grad(per_problem.sum(), eta)
-        with torch.enable_grad():
-            penalty = self.predictor.regularizer()
-            if torch.is_tensor(penalty) and penalty.requires_grad:
-                (penalty_grad,) = torch.autograd.grad(penalty.sum(), weight)
-            else:
-                penalty_grad = None
+        penalty, penalty_grad = self._penalty(weight)
         with torch.no_grad():
             # (X.T @ R).T: one matrix product; for one problem a matrix-vector one
-            grad = (X.T @ residual).T.to(weight.dtype)
+            grad = (X.T @ residual).T.to(weight.dtype) * residual_scale
             if penalty_grad is not None:
                 grad = grad + penalty_grad
             weight.grad = grad.contiguous()
             if bias is not None:
-                bias.grad = residual.sum(dim=0).to(weight.dtype)
-            if low_precision:
-                self.gradient_errors = self._rounding_bounds(weight, bias, residual)
+                bias.grad = residual.sum(dim=0).to(weight.dtype) * residual_scale
+            # (computed only when a gradient test asks: a pass over the residual)
+            self._last = (weight, bias, residual, residual_scale) if low_precision else None
             per_problem = per_problem.detach().to(weight.dtype)
             return (per_problem + penalty.detach()).detach()
 

@@ -773,13 +773,17 @@ class EncoderNet(NeuralNet):
     def _separable_train_step(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        log_normalizer = self.criterion_.family.log_normalizer(yi)
+        # computed at the first call: an optimizer with its own structured
+        # closure (PoissonGLM's) may never call this one
+        normalizer: list = []
 
         def closure() -> torch.Tensor:
+            if not normalizer:
+                normalizer.append(self.criterion_.family.log_normalizer(yi))
             self.optimizer_.zero_grad()
             y_pred = self.infer(Xi, **fit_params)
             loss = self.get_loss_per_output(
-                y_pred, yi, X=Xi, training=True, log_normalizer=log_normalizer
+                y_pred, yi, X=Xi, training=True, log_normalizer=normalizer[0]
             )
             loss.sum().backward()
             return loss.detach()

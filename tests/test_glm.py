@@ -356,3 +356,19 @@ def test_a_numerically_zero_column_does_not_stall_the_fit():
     reference = PoissonRegressor(alpha=1e-3, tol=1e-10, max_iter=1000).fit(X, y)
     np.testing.assert_allclose(ours.coef_[0], reference.coef_[0], rtol=1e-3)
     np.testing.assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-3)
+
+
+@pytest.mark.parametrize("case", ["scaled", "sparse"])
+def test_float32_first_phase_keeps_the_units_free_optimum(case, monkeypatch):
+    # issue 15 §4's float32 phase of large float64 fits, forced on the §3 cases:
+    # the rounding-aware gradient test hands sparse spikes to float64
+    from sklearn_cnnenc import glm
+
+    monkeypatch.setattr(glm, "_FLOAT32_TWIN_MIN_WORK", 0)
+    X, y = dict((name, (X, y)) for name, X, y in _units_cases())[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = PoissonGLM(alpha=0).fit(X, y)
+    reference = _newton_cholesky_objective(X, y)
+    ours = _poisson_objective(X, y, model.coef_, model.intercept_)
+    assert ours - reference <= 1e-6 * abs(reference)
