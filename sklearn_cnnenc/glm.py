@@ -25,9 +25,9 @@ _MIN_RESPONSE_SCALE = 1e-8
 _MIN_RELATIVE_FEATURE_SCALE = 1e-12
 # float64 fits whose passes over the data cost at least this many
 # multiply-adds (samples x features x neurons) get a float32 copy of the design
-# for the solver's first phase; smaller fits are dominated by fixed costs and
-# stay in float64 throughout (bit-for-bit as before, sample-weight equivalence
-# to round-off included). Designs up to _MAX_FLOAT32_TWIN_BYTES only (the copy
+# for the solver's first phase and a Newton first step; smaller fits are
+# dominated by fixed costs and keep their float64 steps exactly (sample-weight
+# equivalence to round-off included). Designs up to _MAX_FLOAT32_TWIN_BYTES only (the copy
 # holds half their size during the fit).
 _FLOAT32_TWIN_MIN_WORK = 2**20
 _MAX_FLOAT32_TWIN_BYTES = 8 * 2**30
@@ -239,7 +239,12 @@ class PoissonGLM(BaseEncoder):
         mean response, the standard deviation for the Gaussian, at most 1),
         or when the objective stops decreasing at machine precision. So the
         same ``tol`` fits features in any units, and sparse spikes, to the
-        optimum.
+        optimum. Large float64 fits (``n_samples * n_features * n_neurons``
+        of at least 2**20) with ``solver="lbfgs"``/``"owlqn"`` first iterate
+        on a float32 copy of ``X`` (half its size, held during the fit) from
+        a Newton first step, with a gradient test that allows for float32
+        rounding; the neurons that test cannot decide are finished in
+        float64, so the fitted optimum is the float64 one.
     warm_start : bool, default=False
         Start from the previous solution when ``fit`` is called again.
     device : str, default="cpu"
@@ -463,7 +468,7 @@ class PoissonGLM(BaseEncoder):
             response = weight @ np.abs(y) / total
         # never looser than scikit-learn's absolute test (responses above 1)
         self._response_scale = np.clip(response, _MIN_RESPONSE_SCALE, 1.0)
-        self._null_curvature = self._curvature_at_null(family, y, weight / total)
+        self._null_curvature = None
         predictor = LinearPredictor(
             X.shape[1],
             y.shape[1],
@@ -478,6 +483,8 @@ class PoissonGLM(BaseEncoder):
         if slot is not None:
             slot.function = self._structured_objective(predictor, X, y, dtype)
             if slot.function is not None and self._float32_twin_fits(X, y, sum_squares, dtype):
+                # the large-fit path (small fits keep their float64 steps exactly)
+                self._null_curvature = self._curvature_at_null(family, y, weight / total)
                 slot.fast = self._structured_objective(predictor, X, y, torch.float32)
                 slot.fast._column_norms = torch.as_tensor(np.sqrt(sum_squares))
                 if y.shape[1] > 1:

@@ -488,3 +488,53 @@ def test_batched_newton_survives_a_singular_or_overflowing_hessian():
     np.testing.assert_allclose(theta[0, 1].item(), reference.coef_[0], rtol=1e-5)
     assert theta[1, 0] < -5  # heading to -inf, finite
     assert torch.isfinite(theta).all()
+
+
+def test_curvature_makes_the_first_step_a_newton_step():
+    # a separable quadratic with Hessian c * I: the Newton step is exact
+    torch.manual_seed(0)
+    target = torch.randn(3, 4, dtype=torch.float64)
+    curvature = torch.tensor([0.5, 2.0, 10.0], dtype=torch.float64)
+    W = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    opt = BatchedLBFGS([W], tol=1e-10, curvature=curvature)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * curvature * ((W - target) ** 2).sum(dim=1)
+        loss.sum().backward()
+        return loss.detach()
+
+    opt.step(closure)
+    torch.testing.assert_close(W.detach(), target)
+    assert opt.state["n_iter"].tolist() == [1, 1, 1]
+
+
+def test_float32_glm_closure_states_its_precision_and_rounding_bounds():
+    from sklearn_cnnenc._solvers import LinearGLMObjective
+    from sklearn_cnnenc.nn import LinearPredictor
+
+    torch.manual_seed(0)
+    X = torch.randn(20000, 5, dtype=torch.float64)
+    Y = torch.poisson(torch.exp(X @ torch.full((5, 2), 0.1, dtype=torch.float64)))
+    predictor = LinearPredictor(5, 2, dtype=torch.float64)
+    with torch.no_grad():
+        predictor.weight.normal_(0.0, 0.1)
+
+    def objective(X_, Y_):
+        return LinearGLMObjective(
+            predictor, X_, lambda eta: torch.exp(eta) - Y_ * eta,
+            loss_and_derivative=lambda eta: (torch.exp(eta) - Y_ * eta, torch.exp(eta) - Y_),
+        )
+
+    exact = objective(X, Y)
+    f64 = exact()
+    g64 = predictor.weight.grad.clone(), predictor.bias.grad.clone()
+    assert exact.eps == torch.finfo(torch.float64).eps and exact.gradient_errors is None
+    low = objective(X.float(), Y.float())
+    f32 = low()
+    assert f32.dtype == torch.float64 and low.eps == torch.finfo(torch.float32).eps
+    torch.testing.assert_close(f32, f64, rtol=1e-6, atol=0)
+    bounds = dict((id(p), b) for p, b in low.gradient_errors)
+    for p, reference in zip((predictor.weight, predictor.bias), g64, strict=True):
+        assert p.grad.dtype == torch.float64
+        assert bool(((p.grad - reference).abs() <= bounds[id(p)]).all())
