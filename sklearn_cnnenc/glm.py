@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -595,9 +594,8 @@ class PoissonGLM(BaseEncoder):
         if dtype == torch.float32 and X.dtype == np.float64:
             # the float32 twin: one row-major copy whatever the caller's layout,
             # so that its rounding (and so the fit) does not depend on it
-            with warnings.catch_warnings():  # read-only inputs (memmaps) are only read
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                X_t = torch.empty(X.shape, dtype=dtype).copy_(torch.from_numpy(X))
+            # (numpy's cast: measured several times faster than torch's copy here)
+            X_t = torch.from_numpy(X.astype(np.float32, order="C"))
         else:
             X_t = torch.as_tensor(X, dtype=dtype)
         Y = torch.as_tensor(y if columns is None else y[:, columns], dtype=dtype)
