@@ -1004,6 +1004,7 @@ class LinearGLMObjective:
         self.loss_and_derivative = loss_and_derivative
         self._column_norms = None
         self._last = None  # what the rounding bounds of the last gradient need
+        self._eta_buffer = None
 
     @property
     def eps(self) -> float:
@@ -1070,12 +1071,23 @@ class LinearGLMObjective:
                 bias_x = None if bias is None else bias.to(X.dtype)
             else:
                 weight_x, bias_x = weight, bias
-            eta = X @ weight_x.T if bias is None else torch.addmm(bias_x, X, weight_x.T)
+            # one (n, K) buffer for eta, reused by every evaluation: a fresh
+            # allocation of that size costs page faults comparable to the product
+            shape = (X.shape[0], weight.shape[0])
+            buffer = self._eta_buffer
+            if buffer is None or buffer.shape != shape or buffer.dtype != X.dtype:
+                buffer = self._eta_buffer = X.new_empty(shape)
+            if bias is None:
+                eta = torch.matmul(X, weight_x.T, out=buffer)
+            else:
+                eta = torch.addmm(bias_x, X, weight_x.T, out=buffer)
             if self.offset is not None:
-                eta = eta + self.offset
+                eta.add_(self.offset)
             closed_form = None
             if self.loss_and_derivative is not None:
                 closed_form = self.loss_and_derivative(eta)
+            if closed_form is None:
+                eta = eta.clone()  # autograd must not hold the reused buffer
         # the gradient is (X.T @ residual) * residual_scale: the 1 / n of the
         # mean is applied to the small (p, K) product, not to the (n, K) residual
         residual_scale = 1.0
