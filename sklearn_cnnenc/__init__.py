@@ -29,14 +29,32 @@ history GLMs), ``decoding`` (Bayesian decoding and MAP stimulus
 reconstruction), ``io`` (data files, saved models), ``plotting``.
 """
 
-from .cnn import CNNEncoder
-from .cnn_cv import CNNEncoderCV
-from .decoding import BayesianDecoder
-from .glm import PoissonGLM
-from .glm_cv import PoissonGLMCV
-from .ln import LNModel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0.dev0"
+
+# The estimators import torch and skorch (seconds): they load on first use, so
+# that ``cnnenc --help``, ``cnnenc --version`` and submodules that need no
+# torch start fast (PEP 562).
+_ESTIMATORS = {
+    "BayesianDecoder": "decoding",
+    "CNNEncoder": "cnn",
+    "CNNEncoderCV": "cnn_cv",
+    "LNModel": "ln",
+    "PoissonGLM": "glm",
+    "PoissonGLMCV": "glm_cv",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cnn import CNNEncoder
+    from .cnn_cv import CNNEncoderCV
+    from .decoding import BayesianDecoder
+    from .glm import PoissonGLM
+    from .glm_cv import PoissonGLMCV
+    from .ln import LNModel
 
 __all__ = [
     "BayesianDecoder",
@@ -47,3 +65,15 @@ __all__ = [
     "PoissonGLMCV",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        value = getattr(importlib.import_module(f".{_ESTIMATORS[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
