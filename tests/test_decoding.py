@@ -546,12 +546,18 @@ def _flat_problem():
 
 
 def _image_problem():
-    """Counts of 6 neurons driven by random linear filters of 16 x 16 noise images."""
+    """Counts of 6 neurons driven by random linear filters of 16 x 16 noise images.
+
+    The test asks whether reconstruct finds a local maximum of whatever the
+    fitted network is, not how good the fit is: a few epochs do. Below 2,000
+    samples the CNN averages an ensemble by default; two members keep that path
+    (reconstruct through an averaged ensemble) at 2/5 of the default's cost.
+    """
     rng = np.random.RandomState(2)
     X = rng.standard_normal((1500, 16, 16)).astype(np.float32)
     filters = rng.standard_normal((6, 256)) / 16
     return X, rng.poisson(np.exp(X.reshape(1500, -1) @ filters.T)).astype(float), {
-        "max_epochs": 10
+        "max_epochs": 4, "n_ensemble": 2,
     }
 
 
