@@ -396,9 +396,10 @@ def test_cli_fit_compare_and_predict_stream_an_h5_stimulus_set(data, tmp_path, m
                  *params]) == 0
     assert main(["predict", "--data", str(path), "--model", str(model),
                  "--out", str(tmp_path / "p.npz")]) == 0
+    # one-value grids are settings: one small model per fold, as fit above
     assert main(["compare", "--data", str(path), "--models", "cnn", "--cv", "2",
-                 "--device", "cpu", "--grid", "cnn:channels=2",
-                 "--out", str(tmp_path / "cmp")]) == 0
+                 "--device", "cpu", "--grid", "cnn:channels=2", "--grid", "cnn:max_epochs=1",
+                 "--grid", "cnn:n_ensemble=1", "--out", str(tmp_path / "cmp")]) == 0
     assert len(guards) == 3 and all(guard.rows_read > 0 for guard in guards)
     predicted = np.load(tmp_path / "p.npz")["y_pred"]
     assert predicted.shape == y.shape and np.all(np.isfinite(predicted))
