@@ -229,6 +229,13 @@ def _write_outputs(results, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _check_device(device: str) -> None:
+    """A bad ``--device`` fails before any data are simulated, read or fitted."""
+    from ._base import resolve_device
+
+    resolve_device(device)
+
+
 def _demo(args) -> int:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import KFold
@@ -236,6 +243,7 @@ def _demo(args) -> int:
     from .datasets import make_v1_population
     from .model_selection import GridEdgeWarning, compare_models
 
+    _check_device(args.device)
     n_samples = 900 if args.quick else 3000
     data = make_v1_population(n_samples=n_samples, n_simple=4, n_complex=4, image_size=16,
                               random_state=args.seed)
@@ -391,6 +399,7 @@ def _compare(args) -> int:
     from .model_selection import BlockedKFold, compare_models
 
     names = [name.strip() for name in args.models.split(",") if name.strip()]
+    _check_device(args.device)
     data = _design(args, lazy=names == ["cnn"])
     if "cnn" in names and data.input_shape is None:
         raise ValueError("cnn needs --input-shape (e.g. 1,32,32) for flat X.")
