@@ -79,13 +79,15 @@ DECODER_CANDIDATE_SET_CHECKS = [
 ]
 # The check fits 15 samples with 30 features: a non-convex LN model is then flat
 # around its optimum, so weighted and repeated fits stop (at the default tol=1e-4
-# on the gradient) at points whose predictions differ by up to 2.6e-3 relative
-# (measured; 6e-6 with tol=1e-9). test_nonconvex_weights_reason_states_the_measured_gap
-# keeps the stated bound true.
+# on the gradient, or at the iteration cap) at points whose predictions differ by
+# up to 2.6e-3 relative (measured; 6e-6 with tol=1e-9).
+# test_nonconvex_weights_reason_states_the_measured_gap
+# keeps the stated bound true for the checked configurations (NONCONVEX_LN_MODELS).
 NONCONVEX_WEIGHTS_RTOL = 1e-2
 NONCONVEX_WEIGHTS_REASON = (
     "a non-convex LN fit of 15 samples and 30 features is flat near its optimum: the "
-    "weighted and repeated fits stop at the default tol=1e-4 with predictions that agree "
+    "weighted and repeated fits stop at the default tol=1e-4 (or max_iter) with predictions "
+    "that agree "
     f"to rtol={NONCONVEX_WEIGHTS_RTOL:g} (measured 2.6e-3; 6e-6 with tol=1e-9), not "
     "rtol=1e-7; sample weights are tested on well-determined data in test_ln.py"
 )
@@ -162,6 +164,15 @@ def _expected_failed_checks(estimator) -> dict[str, str]:
     return {}
 
 
+# A bounded max_iter: some checks fit unscaled data on which a non-convex fit
+# creeps to any cap (at 200 the two took 2-3x as long as at 20); the checks
+# test the API (poor_score: no fit quality is asserted), the fits are tested in
+# test_ln.py. Every check that compares two fits compares deterministic ones.
+NONCONVEX_LN_MODELS = [
+    LNModel(n_init=2, max_iter=20),
+    LNModel(n_filters=2, nonlinearity="square", n_init=2, max_iter=20),
+]
+
 ESTIMATORS = [
     PoissonGLM(),
     PoissonGLM(alpha=0.1, l1_ratio=0.5),
@@ -180,11 +191,8 @@ ESTIMATORS = [
         stimuli=np.linspace(0.0, 1.0, 3),
         integrate_bins=1,
     ),
-    # (a bounded max_iter: some checks fit unscaled data on which a non-convex
-    # fit creeps; the checks test the API, the fits are tested in test_ln.py)
-    LNModel(n_init=2, max_iter=200),
+    *NONCONVEX_LN_MODELS,
     LNModel(nonlinearity="identity", tol=1e-10),
-    LNModel(n_filters=2, nonlinearity="square", n_init=2, max_iter=200),
     TimeLagger(n_lags=3),
     RaisedCosineBasis(n_basis=3),
     # scikit-learn's checks pass flat X with as few as 2 features, read as
@@ -256,8 +264,7 @@ def test_sklearn_compatible_estimator(estimator, check):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "estimator",
-    [LNModel(n_init=2, max_iter=200),
-     LNModel(n_filters=2, nonlinearity="square", n_init=2, max_iter=200)],
+    NONCONVEX_LN_MODELS,
     ids=["softplus", "square"],
 )
 def test_nonconvex_weights_reason_states_the_measured_gap(estimator):
