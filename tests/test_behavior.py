@@ -286,7 +286,8 @@ def test_npz_behaviour_and_the_cli_session_models(tmp_path):
     np.savez(path, X=np.zeros((4, 2)), y=np.ones(4), behavior=np.arange(3.0))
     with pytest.raises(ValueError, match="behavior has 3 rows"):
         load_npz(path)
-    models = _build_models(["glm", "ln", "cnn"], (1, 8, 8), "cpu", quick=True)
+    # (the full demo's models: quick mode fits the LN model without a search)
+    models = _build_models(["glm", "ln", "cnn"], (1, 8, 8), "cpu", quick=False)
     models = _for_sessions(models, "mask")
     assert isinstance(models["glm"], PoissonGLMCV) and models["glm"].missing_responses == "mask"
     assert models["ln"].estimator.missing_responses == "mask"
