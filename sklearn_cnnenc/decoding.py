@@ -36,6 +36,7 @@ from ._decoding_likelihood import CandidateLikelihood
 from ._solvers import BatchedLBFGS
 from .distributions import ResponseDistribution, get_family
 from .utils import final_step as _final_step
+from .utils import limits_threads
 
 __all__ = [
     "BayesianDecoder",
@@ -700,6 +701,7 @@ def _log_prior_function(prior, shape, prior_mean, prior_scale, smooth_axes, dtyp
     return smooth
 
 
+@limits_threads
 def reconstruct(
     encoder,
     y,

@@ -9,7 +9,7 @@ import torch
 from sklearn.utils import Bunch, check_random_state
 
 from ..stimuli import gratings, phase_shift
-from ..utils import evaluating
+from ..utils import evaluating, limits_threads
 from ._models import (
     as_model_input,
     check_fitted_encoder,
@@ -37,6 +37,7 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
+@limits_threads
 def most_exciting_input(
     model,
     neuron: int,
