@@ -56,7 +56,7 @@ def test_auto_rules_follow_the_documented_formulas():
     assert resolved["validation_fraction"] == 0.1
     assert resolved["patience"] == max(8, int(np.ceil(400 / n_batches)))
     assert resolved["max_epochs"] == max(40, int(np.ceil(8000 / n_batches)))
-    assert resolved["gamma_readout"] == pytest.approx(5.0 / (9500 - 950))
+    assert resolved["gamma_readout"] == pytest.approx(10.0 / (9500 - 950))
 
     small = resolve_auto_defaults(
         input_type="image", input_shape=(1, 12, 12), n_samples=700, n_neurons=6
@@ -65,7 +65,17 @@ def test_auto_rules_follow_the_documented_formulas():
     assert small["validation_fraction"] == pytest.approx(0.2)
     assert small["n_layers"] == 2 and small["kernel_size"] == [5, 3]
     assert small["patience"] == int(np.ceil(400 / np.ceil(560 / 64)))
-    assert small["n_ensemble"] == 5 and small["channels"] == 24
+    # 8 * ceil(sqrt(6)) = 24 channels, capped at sqrt(560 * 6) / 3 = 19.3 -> 16: a hidden
+    # layer's 16 * 16 * 3 * 3 = 2,304 weights stay below the 3,360 training responses
+    assert small["n_ensemble"] == 5 and small["channels"] == 16
+    assert small["gamma_readout"] == pytest.approx(10.0 / 560)
+    # below 500 training samples the readout prior stops growing (a stronger one zeroes
+    # a small model's readout before its core has learned anything)
+    tiny = resolve_auto_defaults(
+        input_type="image", input_shape=(1, 8, 8), n_samples=300, n_neurons=4,
+        response_scale=2.0,
+    )
+    assert tiny["gamma_readout"] == pytest.approx(2.0 * 0.02)
 
     large = resolve_auto_defaults(
         input_type="image", input_shape=(3, 64, 64), n_samples=20000, n_neurons=200
@@ -75,6 +85,34 @@ def test_auto_rules_follow_the_documented_formulas():
         input_type="time_series", input_shape=(1, 40), n_samples=500, n_neurons=1
     )
     assert series["kernel_size"] == [9, 5] and series["n_layers"] == 2
+
+
+def test_auto_channels_are_capped_by_the_training_responses_of_images_only():
+    def channels(n_samples, n_neurons, size=16, **kwargs):
+        return resolve_auto_defaults(
+            input_type="image", input_shape=(1, size, size), n_samples=n_samples,
+            n_neurons=n_neurons, **kwargs,
+        )["channels"]
+
+    # the demo's problem (2,000 images of 8 neurons) keeps 8 * ceil(sqrt(8)) = 24 channels:
+    # sqrt(1,800 * 8) / 5 = 24
+    assert channels(2000, 8) == 24
+    # 1,500 images: sqrt(1,300 * 8) / 5 = 20.4 -> 16; one neuron of 1,000 images: 8 (the floor)
+    assert channels(1500, 8) == 16 and channels(1000, 1) == 8
+    assert channels(20, 1) == 8
+    # the cap follows the hidden kernel the user sets, and the training samples
+    assert channels(1500, 8, kernel_size=[5, 3]) == 24
+    assert channels(1500, 8, early_stopping=False) == 16  # sqrt(1,500 * 8) / 5 = 21.9
+    for n in (100, 700, 2000, 5000, 20000):
+        for k in (1, 4, 30, 200):
+            c = channels(n, k)
+            assert c % 8 == 0 and 8 <= c <= 64
+            assert c <= max(8, np.sqrt(n * k) / 5)
+    # time series keep 8 * ceil(sqrt(K)) within [16, 64]
+    series = resolve_auto_defaults(
+        input_type="time_series", input_shape=(1, 40), n_samples=300, n_neurons=1
+    )
+    assert series["channels"] == 16
 
 
 def test_auto_rules_are_deterministic_and_keep_explicit_settings():
