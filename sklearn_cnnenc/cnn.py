@@ -262,8 +262,9 @@ class CNNEncoder(BaseEncoder):
     channels the training loss kept falling while the validation loss was
     best at epoch 5 (the readout masks and the 24 x 24 hidden filters fit
     noise): r = 0.59 against 0.63 for a pixel GLM; twice the prior and 16
-    channels give 0.68. A much stronger prior (``20 * scale / n_train``)
-    zeroes a one-layer model's readout in the first epochs.
+    channels give 0.68. A much stronger prior (from about ``0.035 *
+    scale``) zeroes a one-layer model's readout in the first epochs, hence
+    the cap.
 
     Parameters
     ----------
@@ -1152,7 +1153,7 @@ def resolve_auto_defaults(
       strength in the summed log-likelihood, so that it matters with little
       data and fades with more; but at most ``0.02 * response_scale``
       (below 500 training samples): the data's gradient on a readout weight
-      does not grow as the data shrink, and a prior above about ``0.03 *
+      does not grow as the data shrink, and a prior above about ``0.035 *
       response_scale`` zeroes a small model's readout in the first epochs,
       before its core has learned a feature (a one-layer model then
       predicts the mean rate).
