@@ -65,7 +65,7 @@ def test_auto_rules_follow_the_documented_formulas():
     assert small["validation_fraction"] == pytest.approx(0.2)
     assert small["n_layers"] == 2 and small["kernel_size"] == [5, 3]
     assert small["patience"] == int(np.ceil(400 / np.ceil(560 / 64)))
-    # 8 * ceil(sqrt(6)) = 24 channels, capped at sqrt(560 * 6) / 3 = 19.3 -> 16: a hidden
+    # 8 * floor(sqrt(6)) = 16 channels, and the cap sqrt(560 * 6) / 3 = 19.3 -> 16: a hidden
     # layer's 16 * 16 * 3 * 3 = 2,304 weights stay below the 3,360 training responses
     assert small["n_ensemble"] == 5 and small["channels"] == 16
     assert small["gamma_readout"] == pytest.approx(10.0 / 560)
@@ -77,6 +77,14 @@ def test_auto_rules_follow_the_documented_formulas():
     )
     assert tiny["gamma_readout"] == pytest.approx(2.0 * 0.02)
 
+    # a third layer from 1,500 images on, without an ensemble from 2,000 on
+    middle = resolve_auto_defaults(
+        input_type="image", input_shape=(1, 16, 16), n_samples=1500, n_neurons=8
+    )
+    assert middle["n_layers"] == 3 and middle["channels"] == 16 and middle["n_ensemble"] == 5
+    assert resolve_auto_defaults(
+        input_type="image", input_shape=(1, 16, 16), n_samples=1499, n_neurons=8
+    )["n_layers"] == 2
     large = resolve_auto_defaults(
         input_type="image", input_shape=(3, 64, 64), n_samples=20000, n_neurons=200
     )
@@ -94,21 +102,21 @@ def test_auto_channels_are_capped_by_the_training_responses_of_images_only():
             n_neurons=n_neurons, **kwargs,
         )["channels"]
 
-    # the demo's problem (2,000 images of 8 neurons) keeps 8 * ceil(sqrt(8)) = 24 channels:
-    # sqrt(1,800 * 8) / 5 = 24
-    assert channels(2000, 8) == 24
-    # 1,500 images: sqrt(1,300 * 8) / 5 = 20.4 -> 16; one neuron of 1,000 images: 8 (the floor)
-    assert channels(1500, 8) == 16 and channels(1000, 1) == 8
-    assert channels(20, 1) == 8
+    # 8 * floor(sqrt(K)) within [16, 64] where the data allow
+    assert channels(20000, 4) == 16 and channels(20000, 9) == 24 and channels(20000, 50) == 56
+    # 1,200 images of 25 neurons: 40 channels, capped at sqrt(1,000 * 25) / 5 = 31.6 -> 24
+    assert channels(1200, 25) == 24
+    # one neuron of 1,000 images: sqrt(800) / 5 = 5.7 -> 8 (the floor)
+    assert channels(1000, 1) == 8 and channels(20, 1) == 8
     # the cap follows the hidden kernel the user sets, and the training samples
-    assert channels(1500, 8, kernel_size=[5, 3]) == 24
-    assert channels(1500, 8, early_stopping=False) == 16  # sqrt(1,500 * 8) / 5 = 21.9
+    assert channels(1200, 25, kernel_size=[5, 3]) == 40
+    assert channels(1200, 25, early_stopping=False) == 32  # sqrt(1,200 * 25) / 5 = 34.6
     for n in (100, 700, 2000, 5000, 20000):
         for k in (1, 4, 30, 200):
             c = channels(n, k)
             assert c % 8 == 0 and 8 <= c <= 64
             assert c <= max(8, np.sqrt(n * k) / 5)
-    # time series keep 8 * ceil(sqrt(K)) within [16, 64]
+    # time series keep 8 * floor(sqrt(K)) within [16, 64]
     series = resolve_auto_defaults(
         input_type="time_series", input_shape=(1, 40), n_samples=300, n_neurons=1
     )
