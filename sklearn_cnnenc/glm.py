@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -43,6 +44,47 @@ class _ObjectiveSlot:
 
     def __getstate__(self) -> dict:
         return {"function": None, "fast": None, "restrict": None}
+
+    def clear(self) -> None:
+        """Drop the closures (and with them the training data they hold)."""
+        self.function = self.fast = self.restrict = None
+
+
+@dataclass
+class _GLMFitState:
+    """The scratch state of one :meth:`PoissonGLM.fit`, made once from its data.
+
+    ``PoissonGLM._prepare_fit`` builds it from the validated ``X`` and ``y``
+    (:meth:`PoissonGLM._make_fit_state`) and keeps it in ``_fit_state``, the
+    one attribute a fit leaves between its steps; ``fit`` deletes it in a
+    ``finally`` (a fitted model holds none of it). ``_build_predictor`` and
+    ``_net_params`` (hooks whose signatures ``BaseEncoder`` fixes) read it
+    there; the helpers they call receive it as an argument. Only
+    ``objective`` is filled later: ``_build_predictor`` puts in it the
+    structured closures, which wrap the predictor it builds.
+    """
+
+    # as given to ``fit``: the solver's scales and the structured closure are
+    # weighted like the likelihood, and the closure adds the offset
+    sample_weight: object
+    offset: object
+    # validated ``penalty_weights`` (float) and ``groups`` (integer codes)
+    penalty_weights: np.ndarray | None
+    group_codes: np.ndarray | None
+    # the solver's units-free coordinates: coefficients times ``feature_scale``
+    # (each feature's RMS), gradient tested relative to ``response_scale``
+    feature_scale: np.ndarray
+    response_scale: np.ndarray
+    # column sums of squares of ``X`` (the float32 twin's rounding bounds)
+    sum_squares: np.ndarray
+    # whether the structured closure computes this fit's objective, and
+    # whether a float32 first phase serves it (then with a Newton first step
+    # from the curvature at the null model)
+    structured: bool
+    float32_twin: bool
+    null_curvature: np.ndarray | None
+    # the structured closures, read by the optimizer, emptied after the fit
+    objective: _ObjectiveSlot = field(default_factory=_ObjectiveSlot)
 
 
 class _StructuredStep:
@@ -298,6 +340,13 @@ class PoissonGLM(BaseEncoder):
     CNNEncoder : convolutional encoding model.
     sklearn.linear_model.PoissonRegressor : the single-neuron reference.
 
+    Notes
+    -----
+    The scratch state of a fit (the solver's feature and response scales,
+    the validated penalty structure, the structured closures of the data)
+    lives in one private ``_GLMFitState`` that the fit makes once from the
+    validated data and deletes when it ends: a fitted model keeps none of it.
+
     References
     ----------
     .. [1] Pillow, J. W. et al. (2008). Spatio-temporal correlations and visual
@@ -383,23 +432,35 @@ class PoissonGLM(BaseEncoder):
         -------
         self : object
         """
-        # the solver's scales are weighted like the likelihood (repeated samples
-        # and integer weights give the same fit)
-        self._scale_weight = sample_weight
-        self._fit_offset = offset
-        # filled by _build_predictor, read by the optimizer, emptied after the
-        # fit (the fitted net never holds the training data)
-        self._objective_slot = _ObjectiveSlot()
         try:
             return super().fit(
                 X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
                 eye_position=eye_position,
             )
         finally:
-            self._objective_slot.function = None
-            self._objective_slot.fast = None
-            self._objective_slot.restrict = None
-            del self._scale_weight, self._fit_offset, self._objective_slot
+            # the fit's scratch state (set by _prepare_fit): the fitted net
+            # keeps the empty objective slot, never the training data
+            state = self.__dict__.pop("_fit_state", None)
+            if state is not None:
+                state.objective.clear()
+
+    def _prepare_fit(self, X, y, sample_weight, offset, behavior=None, eye_position=None):
+        """The base's phase 1, then this fit's scratch state (:class:`_GLMFitState`)."""
+        problem = super()._prepare_fit(X, y, sample_weight, offset, behavior, eye_position)
+        # the one home of this fit's scratch state, read by the later hooks
+        self._fit_state = self._make_fit_state(
+            problem.X, problem.y_2d, problem.dtype, sample_weight, offset
+        )
+        return problem
+
+    def __setstate__(self, state):
+        # pickled when the scratch state of the fit outlived it as attributes
+        for name in (
+            "_penalty_weights", "_group_codes", "_feature_scale", "_response_scale",
+            "_null_curvature",
+        ):
+            state.pop(name, None)
+        super().__setstate__(state)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         # no layout copy: the structured closure's products are as fast on the
@@ -434,14 +495,17 @@ class PoissonGLM(BaseEncoder):
                     raise ValueError("penalty_weights must be constant within each group.")
         return weights, codes
 
-    def _build_predictor(self, X, y, dtype):
-        self._penalty_weights, self._group_codes = self._penalty_structure(X.shape[1])
+    def _make_fit_state(self, X, y, dtype, sample_weight, offset) -> _GLMFitState:
+        """The scratch state of a fit on the validated ``X`` and ``y`` (2-D) in ``dtype``."""
+        penalty_weights, group_codes = self._penalty_structure(X.shape[1])
         # units-free convergence: the solver works on coefficients times the
         # feature RMS (a diagonal preconditioner; the fitted coefficients stay
         # in the user's units) and tests the gradient relative to each
         # neuron's response scale (its mean rate for counts and binary
-        # responses, its standard deviation for the Gaussian)
-        weight = getattr(self, "_scale_weight", None)
+        # responses, its standard deviation for the Gaussian); both are
+        # weighted like the likelihood (repeated samples and integer weights
+        # give the same fit)
+        weight = sample_weight
         # one pass over X: the column sums of squares (the float32 twin's
         # rounding bounds use them too)
         sum_squares = np.einsum("ij,ij->j", X, X, dtype=np.float64)
@@ -457,7 +521,6 @@ class PoissonGLM(BaseEncoder):
         # keeps unit scale: rescaling it by 1e-16 would make any penalty on its
         # coefficient 1e32 times stiffer than the likelihood
         usable = np.isfinite(rms) & (rms > _MIN_RELATIVE_FEATURE_SCALE * np.max(rms, initial=0.0))
-        self._feature_scale = np.where(usable, rms, 1.0)
         family = get_family(self.family)
         if family.has_dispersion and not family.non_negative:  # a location family
             # (Gaussian-like): the response scale is the spread, not the level
@@ -465,9 +528,35 @@ class PoissonGLM(BaseEncoder):
             response = np.sqrt(weight @ (y - mean) ** 2 / total)
         else:
             response = weight @ np.abs(y) / total
-        # never looser than scikit-learn's absolute test (responses above 1)
-        self._response_scale = np.clip(response, _MIN_RESPONSE_SCALE, 1.0)
-        self._null_curvature = None
+        structured = not (
+            not isinstance(X, np.ndarray)
+            or family.trains_dispersion
+            or resolve_device(self.device).type != "cpu"
+            # missing responses: the generic closure, whose criterion masks them
+            or (self._mask_missing and np.isnan(y).any())
+        )
+        # the large-fit path (small fits keep their float64 steps exactly)
+        float32_twin = structured and self._float32_twin_fits(
+            X, y, sum_squares, dtype, offset
+        )
+        return _GLMFitState(
+            sample_weight=sample_weight,
+            offset=offset,
+            penalty_weights=penalty_weights,
+            group_codes=group_codes,
+            feature_scale=np.where(usable, rms, 1.0),
+            # never looser than scikit-learn's absolute test (responses above 1)
+            response_scale=np.clip(response, _MIN_RESPONSE_SCALE, 1.0),
+            sum_squares=sum_squares,
+            structured=structured,
+            float32_twin=float32_twin,
+            null_curvature=(
+                self._curvature_at_null(family, y, weight / total) if float32_twin else None
+            ),
+        )
+
+    def _build_predictor(self, X, y, dtype):
+        state = self._fit_state
         predictor = LinearPredictor(
             X.shape[1],
             y.shape[1],
@@ -475,22 +564,21 @@ class PoissonGLM(BaseEncoder):
             l2=self.alpha * (1.0 - self.l1_ratio),
             dtype=dtype,
             penalty_weights=(
-                None if self._penalty_weights is None else torch.as_tensor(self._penalty_weights)
+                None
+                if state.penalty_weights is None
+                else torch.as_tensor(state.penalty_weights)
             ),
         )
-        slot = getattr(self, "_objective_slot", None)
-        if slot is not None:
-            slot.function = self._structured_objective(predictor, X, y, dtype)
-            if slot.function is not None and self._float32_twin_fits(X, y, sum_squares, dtype):
-                # the large-fit path (small fits keep their float64 steps exactly)
-                self._null_curvature = self._curvature_at_null(family, y, weight / total)
-                slot.fast = self._structured_objective(predictor, X, y, torch.float32)
-                slot.fast._column_norms = torch.as_tensor(np.sqrt(sum_squares))
-                if y.shape[1] > 1:
-                    slot.restrict = self._restricted_objective(predictor, X, y, dtype)
+        slot = state.objective
+        slot.function = self._structured_objective(state, predictor, X, y, dtype)
+        if slot.function is not None and state.float32_twin:
+            slot.fast = self._structured_objective(state, predictor, X, y, torch.float32)
+            slot.fast._column_norms = torch.as_tensor(np.sqrt(state.sum_squares))
+            if y.shape[1] > 1:
+                slot.restrict = self._restricted_objective(state, predictor, X, y, dtype)
         return predictor
 
-    def _restricted_objective(self, predictor, X, y, dtype):
+    def _restricted_objective(self, state: _GLMFitState, predictor, X, y, dtype):
         """A builder of the structured float64 closure for a subset of the neurons."""
 
         def restrict(columns: np.ndarray):
@@ -506,7 +594,7 @@ class PoissonGLM(BaseEncoder):
                 sub.weight.copy_(predictor.weight[columns])
                 if sub.bias is not None:
                     sub.bias.copy_(predictor.bias[columns])
-            return sub, self._structured_objective(sub, X, y, dtype, columns)
+            return sub, self._structured_objective(state, sub, X, y, dtype, columns)
 
         return restrict
 
@@ -539,7 +627,7 @@ class PoissonGLM(BaseEncoder):
             return None
         return second.mean(dim=0).numpy()
 
-    def _float32_twin_fits(self, X, y, sum_squares, dtype) -> bool:
+    def _float32_twin_fits(self, X, y, sum_squares, dtype, offset) -> bool:
         """Whether a float32 first phase can serve this float64 fit.
 
         Only for the L-BFGS family of solvers (whose gradient test allows for
@@ -564,29 +652,23 @@ class PoissonGLM(BaseEncoder):
             return max(float(a.max(initial=0.0)), -float(a.min(initial=0.0)))
 
         big = largest(y)
-        if self._fit_offset is not None:
-            big = max(big, largest(self._fit_offset))
+        if offset is not None:
+            big = max(big, largest(offset))
         return bool(big < f32.max / 16)
 
     def _structured_objective(
-        self, predictor, X, y, dtype, columns=None
+        self, state: _GLMFitState, predictor, X, y, dtype, columns=None
     ) -> LinearGLMObjective | None:
         """The structured closure of this fit, or None where the generic one is needed.
 
         It computes exactly the objective of the net's closure (the family's
         training loss, weighted like :class:`~sklearn_cnnenc.training.NegativeLogLikelihood`,
         plus the ridge term) for in-memory data on the CPU and families without a
-        trained dispersion.
+        trained dispersion and no missing responses (``state.structured``).
         """
-        family = get_family(self.family)
-        if (
-            not isinstance(X, np.ndarray)
-            or family.trains_dispersion
-            or resolve_device(self.device).type != "cpu"
-            # missing responses: the generic closure, whose criterion masks them
-            or (self._mask_missing and np.isnan(y).any())
-        ):
+        if not state.structured:
             return None
+        family = get_family(self.family)
         link = family.check_link(
             self._default_link(family) if self.link == "auto" else self.link,
             predictor_nonnegative=self._predictor_nonnegative(),
@@ -612,13 +694,13 @@ class PoissonGLM(BaseEncoder):
         def closed_form(eta: torch.Tensor):
             return family.loss_and_derivative(Y, eta, link, log_normalizer())
 
-        weight = self._scale_weight
+        weight = state.sample_weight
         sample_weight = None
         if weight is not None:
             weight = np.asarray(weight, dtype=np.float64).reshape(-1)
             if not np.all(weight == weight[0]):  # as BaseEncoder._to_tensors: mean 1
                 sample_weight = torch.as_tensor(weight / weight.mean(), dtype=dtype)
-        offset = self._validate_offset(self._fit_offset, y.shape, X.dtype)
+        offset = self._validate_offset(state.offset, y.shape, X.dtype)
         if offset is not None:
             if columns is not None and offset.shape[1] > 1:
                 offset = offset[:, columns]
@@ -646,25 +728,25 @@ class PoissonGLM(BaseEncoder):
     def _net_params(self, n_samples: int) -> dict:
         l1 = self.alpha * self.l1_ratio
         solver = self._solver_name()
+        state = self._fit_state
         group_options: dict = {"l1": l1}
-        weights = getattr(self, "_penalty_weights", None)
-        if weights is not None and l1 > 0:
-            group_options["l1"] = torch.as_tensor(l1 * weights)
+        if state.penalty_weights is not None and l1 > 0:
+            group_options["l1"] = torch.as_tensor(l1 * state.penalty_weights)
         if self.groups is not None and l1 > 0:
-            group_options["groups"] = torch.as_tensor(self._group_codes)
+            group_options["groups"] = torch.as_tensor(state.group_codes)
         else:
             # a group norm is not separable over coordinates: no rescaling there
-            group_options["scale"] = torch.as_tensor(self._feature_scale)
+            group_options["scale"] = torch.as_tensor(state.feature_scale)
         return {
             "optimizer": _GLMFISTA if solver == "fista" else _GLMLBFGS,
-            "optimizer__objective": getattr(self, "_objective_slot", None),
+            "optimizer__objective": state.objective,
             "optimizer__max_iter": self.max_iter,
             "optimizer__tol": self.tol,
-            "optimizer__tol_scale": torch.as_tensor(self._response_scale),
+            "optimizer__tol_scale": torch.as_tensor(state.response_scale),
             **(
                 {}
-                if solver == "fista" or self._null_curvature is None
-                else {"optimizer__curvature": torch.as_tensor(self._null_curvature)}
+                if solver == "fista" or state.null_curvature is None
+                else {"optimizer__curvature": torch.as_tensor(state.null_curvature)}
             ),
             "optimizer__param_groups": [("predictor.weight", group_options)],
             "lr": 1.0,

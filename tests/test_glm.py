@@ -220,6 +220,46 @@ def test_clone_pickle_and_joblib_round_trip_give_identical_predictions(populatio
     np.testing.assert_array_equal(loaded.predict(population.X), model.predict(population.X))
 
 
+def test_the_fit_scratch_state_lives_in_one_object_the_fit_deletes(population, monkeypatch):
+    """Issue 11: hooks share one _GLMFitState, made once per fit and gone after it."""
+    from sklearn_cnnenc.glm import _GLMFitState
+
+    seen = []
+    net_params = PoissonGLM._net_params
+
+    def recording(self, n_samples):
+        seen.append(self._fit_state)
+        return net_params(self, n_samples)
+
+    monkeypatch.setattr(PoissonGLM, "_net_params", recording)
+    weight = np.linspace(0.5, 2.0, len(population.X))
+    model = PoissonGLM(alpha=1e-2).fit(population.X, population.y, sample_weight=weight)
+    (state,) = seen
+    assert isinstance(state, _GLMFitState) and state.sample_weight is weight
+    X = population.X
+    rms = np.sqrt((weight[:, None] * X**2).sum(axis=0) / weight.sum())
+    np.testing.assert_allclose(state.feature_scale, rms)
+    # the closures (and the training data they hold) are dropped with it
+    assert state.objective.function is None and state.objective.fast is None
+    # fitted state is public; the private leftovers are the base's alone
+    assert [name for name in vars(model) if name.startswith("_")] == ["_y_ndim"]
+    with pytest.raises(ValueError, match="penalty_weights"):
+        model.set_params(penalty_weights=[1.0]).fit(X, population.y)
+    assert not hasattr(model, "_fit_state")
+
+
+def test_a_model_pickled_with_the_former_scratch_attributes_loads_without_them(population):
+    model = PoissonGLM(alpha=1e-2).fit(population.X, population.y)
+    # what a model pickled before _GLMFitState held
+    model.__dict__.update(
+        _penalty_weights=None, _group_codes=None, _feature_scale=np.ones(6),
+        _response_scale=np.ones(5), _null_curvature=None,
+    )
+    restored = pickle.loads(pickle.dumps(model))
+    assert [name for name in vars(restored) if name.startswith("_")] == ["_y_ndim"]
+    np.testing.assert_array_equal(restored.predict(population.X), model.predict(population.X))
+
+
 def test_score_log_likelihood_and_sample_shapes(population):
     X, Y = population.X, population.y
     model = PoissonGLM(alpha=1e-3).fit(X, Y)
