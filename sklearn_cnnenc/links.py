@@ -46,7 +46,11 @@ def _within_exp_range(eta: torch.Tensor) -> bool:
     objective; on accelerators elementwise passes are cheap and a check would
     synchronise the device, so the branch-free formula is used.
     """
-    return eta.device.type == "cpu" and not bool((eta > EXP_TAIL_THRESHOLD).any())
+    if eta.device.type != "cpu":
+        return False
+    # the largest entry (a reduction without an (n, K) boolean temporary);
+    # NaN compares False, as it does entrywise
+    return eta.numel() == 0 or not bool(eta.amax() > EXP_TAIL_THRESHOLD)
 
 
 class Link:

@@ -220,8 +220,10 @@ class Family:
         """Elementwise :meth:`training_loss` and its derivative in ``eta``, in closed form.
 
         A fast path for full-batch GLM solvers (one pass over the data, no
-        autograd). ``None`` (the default) means "no closed form for this
-        link here": the caller differentiates :meth:`training_loss` instead.
+        autograd: the results carry no graph, and may share memory with
+        temporaries of the computation, never with ``y`` or ``eta``). ``None``
+        (the default) means "no closed form for this link here": the caller
+        differentiates :meth:`training_loss` instead.
         """
         return None
 

@@ -52,8 +52,9 @@ class Gaussian(Family):
         # identity link: loss (eta - y)^2 / 2, derivative eta - y
         if link.name != "identity" or type(self).training_loss is not Gaussian.training_loss:
             return None
-        residual = eta - y
-        return 0.5 * residual**2, residual
+        with torch.no_grad():
+            residual = eta - y
+            return residual.square().mul_(0.5), residual
 
     def training_loss(self, y, eta, link, dispersion=None, log_normalizer=None):
         return 0.5 * (y - link.inverse(eta)) ** 2

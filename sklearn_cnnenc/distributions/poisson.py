@@ -53,8 +53,12 @@ class Poisson(Family):
             return None  # (outside the range: the link's finite tail)
         if log_normalizer is None:
             log_normalizer = self.log_normalizer(y)
-        mean = torch.exp(eta)
-        return mean - y * eta + log_normalizer, mean - y
+        with torch.no_grad():
+            # two (n, K) allocations, not five: on a population's full batch a
+            # fresh temporary costs page faults comparable to the pass itself
+            mean = torch.exp(eta)
+            values = torch.addcmul(mean, y, eta, value=-1.0).add_(log_normalizer)
+            return values, mean.sub_(y)
 
     def negative_log_likelihood(self, y, eta, link, dispersion=None, log_normalizer=None):
         if log_normalizer is None:
