@@ -180,6 +180,31 @@ def test_grid_search_in_compare_models_gets_the_behaviour_of_its_inner_folds():
         np.testing.assert_allclose(recorded, expected, rtol=1e-5)
 
 
+def test_a_pipeline_ending_in_a_search_routes_behaviour_like_the_bare_search():
+    from sklearn_cnnenc.model_selection import compare_models
+
+    rng = np.random.RandomState(7)
+    X, run, _, _, y = _cells(240, [(3, 3), (4, 5)], rng, gain=0.8)
+    grid = {"lr": [1e-2, 3e-2]}
+    runs = {}
+    for kind in ("bare", "pipeline"):
+        search = GridSearchCV(_cnn(max_epochs=4), grid, cv=KFold(2))
+        model = search if kind == "bare" else make_pipeline(FunctionTransformer(), search)
+        with pytest.warns(Warning):  # a choice on the edge of this two-value grid
+            runs[kind] = compare_models({"cnn": model}, X, y, cv=KFold(2), behavior=run,
+                                        verbose=False, scoring=["log_likelihood"],
+                                        return_estimators=True)
+    # an identity step changes nothing: the same choices, the same held-out scores
+    assert runs["pipeline"].best_params == runs["bare"].best_params
+    np.testing.assert_allclose(runs["pipeline"].per_neuron("log_likelihood")["cnn"],
+                               runs["bare"].per_neuron("log_likelihood")["cnn"], rtol=1e-6)
+    fitted = runs["pipeline"].estimators[("cnn", 0)]
+    assert fitted[-1].n_behavior_covariates_ == 1  # the best estimator, not the search
+    # and the behaviour mattered: the model needs it to predict
+    with pytest.raises(ValueError, match="behavior="):
+        fitted.predict(X[:5])
+
+
 def test_compare_models_routes_eye_position_into_a_searched_pipeline():
     from sklearn_cnnenc.model_selection import compare_models
 

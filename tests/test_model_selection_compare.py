@@ -88,6 +88,28 @@ def test_nested_cross_validation_records_the_chosen_hyper_parameters(data):
     assert results.n_neurons == 1
 
 
+def test_a_search_at_the_end_of_a_pipeline_gets_its_groups_and_reports_its_choice(data):
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.repeat(np.arange(9), 100)
+    grid = {"alpha": [1e-3, 100.0]}
+    bare = GridSearchCV(PoissonGLM(), grid, cv=GroupKFold(2))
+    piped = make_pipeline(StandardScaler(), GridSearchCV(PoissonGLM(), grid, cv=GroupKFold(2)))
+    results = {
+        name: compare_models({"m": model}, data.X, data.y[:, 0], cv=GroupKFold(3),
+                             groups=groups, scoring=("log_likelihood",), verbose=False,
+                             return_estimators=True)
+        for name, model in (("bare", bare), ("piped", piped))
+    }
+    # GroupKFold inside needs the training fold's groups: it fails without them
+    assert [r["params"] for r in results["piped"].best_params] == [{"alpha": 1e-3}] * 3
+    # the kept model is the pipeline with the best estimator in place of the search
+    assert isinstance(results["piped"].estimators[("m", 0)][-1], PoissonGLM)
+    # standardising the features does not change an almost unpenalised GLM's fit
+    np.testing.assert_allclose(results["piped"].per_neuron("log_likelihood")["m"],
+                               results["bare"].per_neuron("log_likelihood")["m"], rtol=1e-3)
+
+
 def test_default_folds_are_contiguous_blocks(data):
     model = {"glm": make_pipeline(StandardScaler(), PoissonGLM(alpha=1e-3))}
     default = compare_models(model, data.X, data.y, scoring=("correlation",), verbose=False)

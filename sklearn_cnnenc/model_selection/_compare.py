@@ -28,7 +28,7 @@ from ..metrics import METRICS, log_likelihood
 from ..utils import compute_threads, limit_threads
 from ..utils import final_step as _final_step
 from ..utils import fitted_model as _fitted_model
-from ..utils._estimators import fit_search_with_covariates, takes_covariates
+from ..utils._estimators import fit_search_with_covariates, search_inside, takes_covariates
 from ._likelihood_ratio import likelihood_ratio_test
 
 __all__ = ["compare_models", "ModelComparison", "GridEdgeWarning", "SilentUnitWarning"]
@@ -176,19 +176,22 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
     if name != ORACLE:
         # a search object's inner folds need the groups of the training fold
         fit_params = {}
-        if groups is not None and isinstance(estimator, BaseSearchCV | PoissonGLMCV):
+        if groups is not None and isinstance(_final_step(estimator), BaseSearchCV | PoissonGLMCV):
             fit_params["groups"] = groups[train]
         training = {key: value[train] for key, value in covariates.items()}
-        if training and not isinstance(estimator, BaseSearchCV):
-            prefix = ""
+        # a search (also at the end of a pipeline) fitted with covariates runs
+        # with metadata routing, which takes them to its inner folds' scores too
+        routed = bool(training) and search_inside(estimator) is not None
+        if not routed:
+            fit_params.update(training)
             if isinstance(estimator, Pipeline):
                 prefix = f"{estimator.steps[-1][0]}__"
-            fit_params.update({prefix + key: value for key, value in training.items()})
+                fit_params = {prefix + key: value for key, value in fit_params.items()}
         with warnings.catch_warnings(record=True) as caught:
             # collected and summarised per model after the run, instead of
             # interleaving with the progress bar (other warnings are re-emitted)
             warnings.simplefilter("always", ConvergenceWarning)
-            if training and isinstance(estimator, BaseSearchCV):
+            if routed:
                 model = fit_search_with_covariates(
                     estimator, _safe_indexing(X, train), y[train], training, **fit_params
                 )
@@ -201,8 +204,9 @@ def _fit_and_score(name, estimator, X, y, groups, train, test, metrics, oracle,
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                        warning.lineno)
-        params = getattr(model, "best_params_", None)
-        edges = _grid_edges(model, params)
+        search = _final_step(model)
+        params = getattr(search, "best_params_", None)
+        edges = _grid_edges(search, params)
         model = _fitted_model(model)
     else:
         convergence, edges = [], []
@@ -690,9 +694,9 @@ def compare_models(
     """Fit every model on every training fold and score it on held-out data, per neuron.
 
     Each model (an estimator, a Pipeline, or a search object such as
-    ``GridSearchCV``, in which case the comparison is a *nested*
-    cross-validation: hyper-parameters are chosen inside each training fold)
-    is cloned and fitted on each training fold; held-out predictions are
+    ``GridSearchCV``, alone or as a pipeline's last step, in which case the
+    comparison is a *nested* cross-validation: hyper-parameters are chosen
+    inside each training fold) is cloned and fitted on each training fold; held-out predictions are
     scored neuron by neuron.
 
     Parameters
@@ -765,12 +769,13 @@ def compare_models(
         like ``y``) to the fit and held-out predictions of the models that
         model it (an estimator or pipeline ending in ``CNNEncoder``, a
         ``CNNEncoderCV``, or a search object such as ``GridSearchCV`` over
-        one of them); the other models are fitted on the stimulus alone. A
-        search object gets them as fit parameters split by its own folds,
-        and each inner fold is scored with its held-out rows' behaviour (the
-        search runs with scikit-learn's metadata routing, so its ``scoring``
-        must be None: the model's own ``score``); the refitted best model
-        predicts each outer test fold with that fold's behaviour.
+        one of them, also as a pipeline's last step); the other models are
+        fitted on the stimulus alone. A search object gets them as fit
+        parameters split by its own folds, and each inner fold is scored
+        with its held-out rows' behaviour (the search runs with
+        scikit-learn's metadata routing, so its ``scoring`` must be None: the
+        model's own ``score``); the refitted best model predicts each outer
+        test fold with that fold's behaviour.
         ``y`` may hold NaN for models with ``missing_responses="mask"``.
     eye_position : array-like of shape (n_samples, 2), optional
         Eye position per sample, routed as ``behavior`` (to models with a
