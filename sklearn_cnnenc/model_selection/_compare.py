@@ -696,8 +696,8 @@ def compare_models(
     Each model (an estimator, a Pipeline, or a search object such as
     ``GridSearchCV``, alone or as a pipeline's last step, in which case the
     comparison is a *nested* cross-validation: hyper-parameters are chosen
-    inside each training fold) is cloned and fitted on each training fold; held-out predictions are
-    scored neuron by neuron.
+    inside each training fold) is cloned and fitted on each training fold;
+    held-out predictions are scored neuron by neuron.
 
     Parameters
     ----------
