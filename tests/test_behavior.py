@@ -205,6 +205,15 @@ def test_a_pipeline_ending_in_a_search_routes_behaviour_like_the_bare_search():
         fitted.predict(X[:5])
 
 
+def test_routing_covariates_needs_a_search_object():
+    from sklearn_cnnenc.utils._estimators import fit_search_with_covariates
+
+    X = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(TypeError, match="search object or a pipeline ending in one"):
+        fit_search_with_covariates(make_pipeline(FunctionTransformer(), _cnn()), X,
+                                   np.zeros(4), {"behavior": np.zeros((4, 1))})
+
+
 def test_compare_models_routes_eye_position_into_a_searched_pipeline():
     from sklearn_cnnenc.model_selection import compare_models
 
