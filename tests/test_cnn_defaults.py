@@ -54,9 +54,15 @@ def test_auto_rules_follow_the_documented_formulas():
     assert resolved["channels"] == 16 and resolved["n_ensemble"] == 1
     n_batches = int(np.ceil((9500 - 950) / 64))
     assert resolved["validation_fraction"] == 0.1
-    assert resolved["patience"] == max(8, int(np.ceil(400 / n_batches)))
+    assert resolved["patience"] == max(8, int(np.ceil(1000 / n_batches)))
     assert resolved["max_epochs"] == max(40, int(np.ceil(8000 / n_batches)))
     assert resolved["gamma_readout"] == pytest.approx(10.0 / (9500 - 950))
+
+    # between the floor and the cap: about 1,000 optimizer steps (2,700 / 64 -> 43 batches)
+    middle = resolve_auto_defaults(
+        input_type="image", input_shape=(1, 20, 20), n_samples=3000, n_neurons=8
+    )
+    assert middle["patience"] == int(np.ceil(1000 / 43)) == 24
 
     small = resolve_auto_defaults(
         input_type="image", input_shape=(1, 12, 12), n_samples=700, n_neurons=6
@@ -64,7 +70,8 @@ def test_auto_rules_follow_the_documented_formulas():
     # small data: a larger validation set, more patience (few steps per epoch), an ensemble
     assert small["validation_fraction"] == pytest.approx(0.2)
     assert small["n_layers"] == 2 and small["kernel_size"] == [5, 3]
-    assert small["patience"] == int(np.ceil(400 / np.ceil(560 / 64)))
+    # 1000 / 9 batches = 112 epochs: the cap of 50
+    assert small["patience"] == 50
     # 8 * floor(sqrt(6)) = 16 channels, and the cap sqrt(560 * 6) / 3 = 19.3 -> 16: a hidden
     # layer's 16 * 16 * 3 * 3 = 2,304 weights stay below the 3,360 training responses
     assert small["n_ensemble"] == 5 and small["channels"] == 16
