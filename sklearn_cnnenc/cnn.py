@@ -1129,7 +1129,9 @@ def resolve_auto_defaults(
     * ``n_layers``: 2, or 3 from 1,500 samples on (deeper cores need
       data; on 1,500-2,000 simulated V1 images of 16-20 px a third layer of
       16 channels beat two layers, on 700 it did not);
-      time series: 2.
+      time series: 2 (on the recorded auditory receptor, 9,960 bins of 40
+      lags, a third layer gained 0.021 bits/spike with one stimulus and
+      lost 0.015 with the other).
     * ``kernel_size``: images, a first layer of about a third of the image
       (``S / 3`` rounded down to an odd number, within ``[3, 13]``), then
       5 (3 below 16 px); time series: ``(9, 5)``.
