@@ -44,12 +44,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import machine_line, print_table
+from sklearn.model_selection import cross_validate
 
 from sklearn_cnnenc import CNNEncoder, PoissonGLM
 from sklearn_cnnenc.datasets import (
@@ -57,7 +58,7 @@ from sklearn_cnnenc.datasets import (
     make_shared_filter_population,
     make_v1_population,
 )
-from sklearn_cnnenc.metrics import bits_per_spike
+from sklearn_cnnenc.metrics import SCORERS
 from sklearn_cnnenc.model_selection import BlockedKFold
 from sklearn_cnnenc.preprocessing import TimeLagger
 from sklearn_cnnenc.stimuli import natural_image_patches, pink_noise
@@ -96,18 +97,12 @@ class RecordedCase:
     recipe: tuple[str, dict]
     glm_alpha: float
     family: str = "poisson"
-    folds: list = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.folds = list(self.cv.split(self.X))
-
-    def score(self, make_model) -> tuple[float, object]:
-        """Mean held-out bits per spike over the folds of ``make_model()`` fits; the last fit."""
-        scores = []
-        for train, test in self.folds:
-            model = make_model().fit(self.X[train], self.y[train])
-            scores.append(bits_per_spike(self.y[test], model.predict(self.X[test])))
-        return float(np.mean(scores)), model
+    def score(self, model) -> tuple[float, object]:
+        """Mean held-out bits per spike of ``model`` over the folds; the last fold's fit."""
+        result = cross_validate(model, self.X, self.y, cv=self.cv,
+                                scoring=SCORERS["bits_per_spike"], return_estimator=True)
+        return float(np.mean(result["test_score"])), result["estimator"][-1]
 
 
 def _v1_rates(X, population, n_surround=0, n_normalized=0):
@@ -261,7 +256,7 @@ def fit_scores(data, params: dict, n_seeds: int, device: str):
     if isinstance(data, RecordedCase):
         scores = []
         for seed in range(n_seeds):
-            score, model = data.score(lambda seed=seed: CNNEncoder(
+            score, model = data.score(CNNEncoder(
                 family=data.family, device=device, random_state=seed,
                 **data.settings, **params))
             scores.append(score)
@@ -279,7 +274,7 @@ def fit_scores(data, params: dict, n_seeds: int, device: str):
 def glm_score(data) -> float:
     """The pixel (or lagged-design) GLM's score, measured like the CNNs'."""
     if isinstance(data, RecordedCase):
-        return data.score(lambda: PoissonGLM(alpha=data.glm_alpha))[0]
+        return data.score(PoissonGLM(alpha=data.glm_alpha))[0]
     X, y, rate, family = data
     n_train = len(X) - N_TEST
     glm = PoissonGLM(family=family, alpha=1.0).fit(X[:n_train].reshape(n_train, -1), y[:n_train])
