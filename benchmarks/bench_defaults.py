@@ -287,7 +287,7 @@ def run_case(name: str, data, grid: dict, args) -> dict:
     family = data.family if recorded else data[3]
     if recorded:  # the recording's own hand recipe instead of the image recipe
         grid = {point: params for point, params in grid.items() if not point.startswith("recipe")}
-        if args.points is None or args.points in data.recipe[0]:
+        if args.points is None or any(text in data.recipe[0] for text in args.points):
             grid[data.recipe[0]] = data.recipe[1]
     start = time.perf_counter()
     # (the settings "auto" resolves to depend on the data's shape, not on the seed)
@@ -339,8 +339,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3,
                         help="fits per configuration (random_state 0..seeds-1), averaged")
     parser.add_argument(
-        "--points", default=None,
-        help="fit only the grid points whose name contains this text (expensive cases)",
+        "--points", action="append", default=None,
+        help="fit only the grid points whose name contains this text (expensive cases); "
+        "repeat it to keep several",
     )
     args = parser.parse_args()
     if args.seeds < 1:
@@ -348,9 +349,10 @@ def main() -> None:
     torch.set_num_threads(1)
     grid = {name: GRID[name] for name in QUICK_GRID} if args.quick else GRID
     if args.points is not None:
-        grid = {name: params for name, params in grid.items() if args.points in name}
+        grid = {name: params for name, params in grid.items()
+                if any(text in name for text in args.points)}
         if not grid:
-            parser.error(f"no grid point name contains {args.points!r}")
+            parser.error(f"no grid point name contains any of {args.points!r}")
     print(f"CNN scores: mean ± sd over {args.seeds} seed(s)")
     print(machine_line())
     rows = []
