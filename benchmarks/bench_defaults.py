@@ -230,21 +230,25 @@ def _mean_sd(scores: np.ndarray) -> str:
 
 def _same_fit(model, default) -> bool:
     """Whether ``model`` would repeat ``default``'s fit (same settings once resolved)."""
-    settings = model.get_params()
+    settings, given = model.get_params(), default.get_params()
     for name in ("n_layers", "channels", "kernel_size", "max_epochs", "patience",
                  "validation_fraction", "n_ensemble", "gamma_readout"):
         value = settings[name]
         if value == "auto":
-            continue  # resolved from the same data by the same rules
+            if given[name] != "auto":
+                return False
+            settings.pop(name)  # resolved from the same data by the same rules
+            continue
         resolved = getattr(default, f"{name}_")
         if name == "channels":
             value = [value] * default.n_layers_ if isinstance(value, int) else list(value)
         if value != resolved:
             return False
         settings.pop(name)
+    # (every point is fitted with the same seeds as the defaults)
+    settings.pop("random_state")
     explicit = {name: value for name, value in settings.items() if value != "auto"}
-    return explicit == {name: value for name, value in default.get_params().items()
-                        if name in explicit}
+    return explicit == {name: value for name, value in given.items() if name in explicit}
 
 
 def fit_scores(data, params: dict, n_seeds: int, device: str):
