@@ -228,23 +228,25 @@ def _mean_sd(scores: np.ndarray) -> str:
     return f"{np.mean(scores):.3f} ± {np.std(scores, ddof=1):.3f}"
 
 
+def _selected(point: str, points: list[str] | None) -> bool:
+    """Whether ``--points`` keeps the grid point ``point`` (no ``--points``: every point)."""
+    return points is None or any(text in point for text in points)
+
+
 def _same_fit(model, default) -> bool:
     """Whether ``model`` would repeat ``default``'s fit (same settings once resolved)."""
     settings, given = model.get_params(), default.get_params()
     for name in ("n_layers", "channels", "kernel_size", "max_epochs", "patience",
                  "validation_fraction", "n_ensemble", "gamma_readout"):
-        value = settings[name]
-        if value == "auto":
+        value = settings.pop(name)
+        if value == "auto":  # resolved from the same data by the same rules
             if given[name] != "auto":
                 return False
-            settings.pop(name)  # resolved from the same data by the same rules
             continue
-        resolved = getattr(default, f"{name}_")
         if name == "channels":
             value = [value] * default.n_layers_ if isinstance(value, int) else list(value)
-        if value != resolved:
+        if value != getattr(default, f"{name}_"):
             return False
-        settings.pop(name)
     # (every point is fitted with the same seeds as the defaults)
     settings.pop("random_state")
     explicit = {name: value for name, value in settings.items() if value != "auto"}
@@ -291,7 +293,7 @@ def run_case(name: str, data, grid: dict, args) -> dict:
     family = data.family if recorded else data[3]
     if recorded:  # the recording's own hand recipe instead of the image recipe
         grid = {point: params for point, params in grid.items() if not point.startswith("recipe")}
-        if args.points is None or any(text in data.recipe[0] for text in args.points):
+        if _selected(data.recipe[0], args.points):
             grid[data.recipe[0]] = data.recipe[1]
     start = time.perf_counter()
     # (the settings "auto" resolves to depend on the data's shape, not on the seed)
@@ -353,8 +355,7 @@ def main() -> None:
     torch.set_num_threads(1)
     grid = {name: GRID[name] for name in QUICK_GRID} if args.quick else GRID
     if args.points is not None:
-        grid = {name: params for name, params in grid.items()
-                if any(text in name for text in args.points)}
+        grid = {name: params for name, params in grid.items() if _selected(name, args.points)}
         if not grid:
             parser.error(f"no grid point name contains any of {args.points!r}")
     print(f"CNN scores: mean ± sd over {args.seeds} seed(s)")
