@@ -186,11 +186,15 @@ def _best_restart(losses) -> np.ndarray:
     return np.argmin(losses, axis=0)
 
 
-def _selection_loss(history) -> float:
-    """Loss that ranks restarts: best validation loss, else the final training loss."""
-    valid = [row["valid_loss"] for row in history if "valid_loss" in row]
+def _selection_loss(history, monitor: str = "valid_loss", lower_is_better: bool = True) -> float:
+    """Loss that ranks restarts: the best validation score, else the final training loss.
+
+    The validation score is the history's ``monitor`` (negated where higher
+    is better, so that the lowest loss still wins).
+    """
+    valid = [row[monitor] for row in history if monitor in row]
     if valid:
-        return float(np.min(valid))
+        return float(np.min(valid) if lower_is_better else -np.max(valid))
     if len(history) and "train_loss" in history[-1]:
         return float(history[-1, "train_loss"])
     return np.inf
@@ -337,6 +341,14 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         then chosen per neuron.
         """
         return False
+
+    def _selection_monitor(self) -> tuple[str, bool]:
+        """The history entry that ranks sequential restarts, and whether lower is better.
+
+        Default: the validation loss (early stopping's monitor); an estimator
+        that stops on another validation score ranks its restarts by it too.
+        """
+        return "valid_loss", True
 
     def _combine_restarts(self) -> str:
         """How batched restarts become the fitted model: ``"best"`` (default) or ``"average"``.
@@ -565,7 +577,8 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         """Phase 3, the one restart mechanism: keep the best of ``n_restarts`` starts.
 
         Sequential restarts (one trained net per seed) are ranked by their
-        best validation loss, else their final training loss, and the best
+        best validation score (:meth:`_selection_monitor`, the validation
+        loss by default), else their final training loss, and the best
         net is kept whole. Batched restarts (``_batches_restarts``: one net
         whose module holds ``n_restarts`` copies of every neuron's problem)
         are ranked per neuron by their final training objective (mean NLL
@@ -585,7 +598,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
         if problem.batched and self._combine_restarts() == "average":
             # nothing to choose: no pass over the data to rank the copies
             (net,) = nets
-            return net, np.array([_selection_loss(net.history)])
+            return net, np.array([_selection_loss(net.history, *self._selection_monitor())])
         if problem.batched:
             (net,) = nets
             losses = self._batched_restart_objectives(net, problem)
@@ -596,7 +609,7 @@ class BaseEncoder(RegressorMixin, BaseEstimator):
             return net, losses
         best, losses = None, []
         for net in nets:
-            losses.append(_selection_loss(net.history))
+            losses.append(_selection_loss(net.history, *self._selection_monitor()))
             if _best_restart(np.array(losses)[:, None])[0] == len(losses) - 1:
                 best = net
         return best, np.array(losses)

@@ -30,7 +30,13 @@ from .nn import (
 from .nn.cores import _is_int, resolve_architecture
 from .nn.ensemble import PredictorEnsemble
 from .nn.modulators import GAIN_LINKS
-from .training import DivergenceCheck, EpochProgress, LRScheduler, ValidationSplit
+from .training import (
+    DivergenceCheck,
+    EpochProgress,
+    LRScheduler,
+    ValidationCorrelation,
+    ValidationSplit,
+)
 from .utils._threads import limits_threads
 
 __all__ = ["CNNEncoder", "InputLayout", "resolve_auto_defaults"]
@@ -349,8 +355,20 @@ class CNNEncoder(BaseEncoder):
     max_epochs : int or "auto", default="auto"
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the samples, stop when their
-        log-likelihood has not improved for ``patience`` epochs and restore
-        the best weights. Without it, all samples train for ``max_epochs``.
+        ``early_stopping_metric`` has not improved for ``patience`` epochs
+        and restore the best weights. Without it, all samples train for
+        ``max_epochs``.
+    early_stopping_metric : {"correlation", "log_likelihood"}, default="correlation"
+        What ranks the epochs (and the ``n_init`` fits): the mean over
+        neurons of the held-out correlation between the predicted and the
+        recorded responses (see
+        :class:`~sklearn_cnnenc.training.ValidationCorrelation`), or the
+        held-out log-likelihood. The learning rate follows the held-out
+        log-likelihood either way. The correlation is the default because
+        with a few hundred held-out samples the log-likelihood peaks within
+        the first epochs, before the filters are learnt, while the
+        correlation goes on tracking the true rates (and the test
+        log-likelihood); see the README's defaults section.
     validation_fraction : float or "auto", default="auto"
     validation_split : {"auto", "blocked", "random"}, default="auto"
         ``"blocked"`` holds out the last samples (no leakage between
@@ -362,8 +380,8 @@ class CNNEncoder(BaseEncoder):
         (x0.3) after ``max(1, patience // 3)`` such epochs.
     n_init : int, default=1
         Trainings from different random initialisations; the one with the
-        best validation loss (final training loss without early stopping)
-        is kept. With ``n_init > 1``, ``n_ensemble="auto"`` is 1 (an
+        best validation score (``early_stopping_metric``; the final training
+        loss without early stopping) is kept. With ``n_init > 1``, ``n_ensemble="auto"`` is 1 (an
         explicit ``n_ensemble > 1`` is then an error).
     n_ensemble : int or "auto", default="auto"
         Independent models (different random starts) trained side by side
@@ -517,6 +535,7 @@ class CNNEncoder(BaseEncoder):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "early_stopping": ["boolean"],
+        "early_stopping_metric": [StrOptions({"correlation", "log_likelihood"})],
         "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither"), StrOptions({"auto"})],
         "validation_split": [StrOptions({"auto", "blocked", "random"})],
         "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -555,6 +574,7 @@ class CNNEncoder(BaseEncoder):
         batch_size: int = 64,
         max_epochs="auto",
         early_stopping: bool = True,
+        early_stopping_metric: str = "correlation",
         validation_fraction="auto",
         validation_split: str = "auto",
         patience="auto",
@@ -594,6 +614,7 @@ class CNNEncoder(BaseEncoder):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
+        self.early_stopping_metric = early_stopping_metric
         self.validation_fraction = validation_fraction
         self.validation_split = validation_split
         self.patience = patience
@@ -993,10 +1014,22 @@ class CNNEncoder(BaseEncoder):
             ("progress", EpochProgress()),
         ]
         if split is not None:
+            if self.early_stopping_metric == "correlation":
+                # before early stopping, which reads what it records
+                callbacks.append(("valid_corr", ValidationCorrelation()))
+            monitor, lower_is_better = self._selection_monitor()
             callbacks.append(
                 (
                     "early_stopping",
-                    EarlyStopping(monitor="valid_loss", patience=auto["patience"], load_best=True),
+                    EarlyStopping(
+                        monitor=monitor,
+                        lower_is_better=lower_is_better,
+                        patience=auto["patience"],
+                        # a correlation may be near zero or negative: an
+                        # absolute threshold (the loss keeps skorch's relative one)
+                        threshold_mode="rel" if lower_is_better else "abs",
+                        load_best=True,
+                    ),
                 )
             )
         if self._ensemble_size() > 1:
@@ -1013,6 +1046,11 @@ class CNNEncoder(BaseEncoder):
             "train_split": split,
             "callbacks": callbacks,
         }
+
+    def _selection_monitor(self) -> tuple[str, bool]:
+        if self.early_stopping_metric == "correlation":
+            return "valid_corr", False
+        return "valid_loss", True
 
     def _n_restarts(self) -> int:
         # an ensemble's members are the (batched, averaged) restarts; n_init

@@ -22,6 +22,7 @@ from sklearn_cnnenc.links import get_link
 from sklearn_cnnenc.metrics import bits_per_spike
 from sklearn_cnnenc.nn import CausalCore1d, Core2d
 from sklearn_cnnenc.stimuli import pink_noise
+from sklearn_cnnenc.training import ValidationCorrelation
 
 N_TRAIN = 1500
 # one fitted model, not the small-data ensemble, keeps these tests fast
@@ -333,6 +334,7 @@ def test_early_stopping_restores_the_weights_of_the_best_validation_epoch(small_
     X, y = small_images
     model = CNNEncoder(
         validation_split="blocked", lr=0.05, patience=3, max_epochs=40,
+        early_stopping_metric="log_likelihood",
         **{k: v for k, v in SMALL.items() if k != "max_epochs"},
     ).fit(X, y)
     valid_losses = model.history_[:, "valid_loss"]
@@ -344,13 +346,89 @@ def test_early_stopping_restores_the_weights_of_the_best_validation_epoch(small_
     assert np.argmin(valid_losses) < len(valid_losses) - 1
 
 
-def test_n_init_keeps_the_restart_with_the_best_validation_loss(small_images):
+def _mean_correlation(prediction, y):
+    return np.mean([np.corrcoef(prediction[:, k], y[:, k])[0, 1] for k in range(y.shape[1])])
+
+
+@pytest.mark.parametrize("n_ensemble", [1, 3])
+def test_correlation_stopping_restores_the_epoch_of_the_best_held_out_correlation(
+    small_images, n_ensemble
+):
     X, y = small_images
-    single = CNNEncoder(**SMALL).fit(X, y)
-    several = CNNEncoder(n_init=3, **SMALL).fit(X, y)
-    best_single = min(single.history_[:, "valid_loss"])
-    best_several = min(several.history_[:, "valid_loss"])
-    assert best_several <= best_single
+    model = CNNEncoder(
+        validation_split="blocked", lr=0.05, patience=3, max_epochs=40, n_ensemble=n_ensemble,
+        **{k: v for k, v in SMALL.items() if k not in ("max_epochs", "n_ensemble")},
+    ).fit(X, y)
+    assert model.early_stopping_metric == "correlation"
+    valid_corr = model.history_[:, "valid_corr"]
+    n_valid = int(np.ceil(0.1 * len(X)))
+    # the recorded score is the mean Pearson correlation of the (averaged) fitted
+    # model's predictions with the held-out responses, computed here independently
+    held_out = _mean_correlation(model.predict(X[-n_valid:]), y[-n_valid:])
+    assert held_out == pytest.approx(max(valid_corr), abs=1e-5)
+    assert len(valid_corr) < 40
+    assert np.argmax(valid_corr) < len(valid_corr) - 1
+
+
+def test_validation_correlation_weights_samples_and_leaves_out_missing_responses():
+    rng = np.random.default_rng(0)
+    prediction = rng.random((50, 2)) + 0.1
+    y = rng.poisson(3 * prediction).astype(float)
+    weight = rng.integers(0, 3, 50).astype(float)
+    y[:10, 1] = np.nan
+    mean = torch.as_tensor(prediction)
+    responses = torch.as_tensor(y)
+    observed = ~torch.isnan(responses)
+    w = torch.where(observed, torch.as_tensor(weight)[:, None].expand_as(mean), 0.0)
+    r = torch.where(observed, responses, 0.0)
+    moments = torch.stack([w, w * mean, w * r, w * mean**2, w * r**2, w * mean * r]).sum(1)
+    expected = []
+    for k in range(2):
+        keep = ~np.isnan(y[:, k])
+        cov = np.cov(prediction[keep, k], y[keep, k], aweights=weight[keep])
+        expected.append(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+    assert ValidationCorrelation.correlation(moments) == pytest.approx(np.mean(expected))
+    # a neuron whose held-out responses are constant is left out; a constant
+    # prediction of varying responses counts 0
+    constant = moments.clone()
+    constant[:, 0] = torch.stack([w[:, 0].sum(), 2 * w[:, 0].sum(), 2 * w[:, 0].sum(),
+                                  4 * w[:, 0].sum(), 4 * w[:, 0].sum(), 4 * w[:, 0].sum()])
+    assert ValidationCorrelation.correlation(constant) == pytest.approx(expected[1])
+    flat_prediction = moments.clone()
+    flat_prediction[1, 0] = flat_prediction[0, 0]  # sum w m = sum w: m = 1
+    flat_prediction[3, 0] = flat_prediction[0, 0]
+    flat_prediction[5, 0] = flat_prediction[2, 0]
+    assert ValidationCorrelation.correlation(flat_prediction) == pytest.approx(expected[1] / 2)
+    nothing = torch.zeros_like(moments)
+    assert np.isnan(ValidationCorrelation.correlation(nothing))
+
+
+def test_constant_held_out_responses_warn_that_the_correlation_cannot_rank_epochs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 1, 6, 6))
+    y = np.r_[rng.poisson(1.0, 50), np.zeros(10)].astype(float)
+    model = CNNEncoder(validation_split="blocked", **{**SMALL, "validation_fraction": 0.15})
+    with pytest.warns(UserWarning, match="held-out responses are constant"):
+        model.fit(X, y)
+    assert np.isnan(model.history_[:, "valid_corr"]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.set_params(early_stopping_metric="log_likelihood").fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("metric", "key", "best"),
+    [("log_likelihood", "valid_loss", min), ("correlation", "valid_corr", max)],
+)
+def test_n_init_keeps_the_restart_with_the_best_validation_score(
+    small_images, metric, key, best
+):
+    X, y = small_images
+    single = CNNEncoder(early_stopping_metric=metric, **SMALL).fit(X, y)
+    several = CNNEncoder(early_stopping_metric=metric, n_init=3, **SMALL).fit(X, y)
+    best_single = best(single.history_[:, key])
+    best_several = best(several.history_[:, key])
+    assert best(best_several, best_single) == best_several
 
 
 def test_warm_start_continues_from_the_previous_weights(small_images):
