@@ -15,7 +15,10 @@ behaviour only through its documented extension points:
   stay on the device and reach the history in one transfer per epoch
   (skorch calls ``.item()`` per batch, which stalls a GPU every step);
   callbacks are not notified per batch unless one of them has batch hooks
-  (then skorch's own loop runs); modules switch between training and
+  (then skorch's own loop runs; a callback that only reads validation
+  batches, such as :class:`ValidationCorrelation`, says so with
+  ``listens_to_training_batches = False`` and leaves the training pass
+  alone); modules switch between training and
   evaluation mode only when the mode changes, not at every batch. The
   history is the one skorch would have written;
 * ``train_step``: with a *separable* full-batch optimizer
@@ -53,6 +56,8 @@ __all__ = [
     "LRScheduler",
     "DivergenceCheck",
     "EpochProgress",
+    "average_members",
+    "EnsembleValidationLoss",
     "ValidationCorrelation",
 ]
 
@@ -181,6 +186,81 @@ class DivergenceCheck(Callback):
             raise KeyboardInterrupt  # how skorch callbacks end training (as EarlyStopping)
 
 
+def average_members(eta: torch.Tensor, n_neurons: int) -> torch.Tensor:
+    """The members' average of an ensemble's linear predictor, ``(n_samples, n_neurons)``.
+
+    Column ``r * n_neurons + j`` of ``eta`` is member ``r``'s neuron ``j``
+    (see :class:`~sklearn_cnnenc.nn.ensemble.PredictorEnsemble`); an ``eta``
+    with one column per neuron is returned as it is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_cnnenc.training import average_members
+    >>> average_members(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), n_neurons=2)
+    tensor([[2., 3.]])
+    """
+    if eta.shape[1] == n_neurons:
+        return eta
+    return eta.reshape(len(eta), -1, n_neurons).mean(dim=1)
+
+
+class EnsembleValidationLoss(Callback):
+    """Record the held-out loss of an ensemble's average, ``valid_ensemble_loss``.
+
+    While an ensemble trains, skorch's ``valid_loss`` is the sum of every
+    member's held-out negative log-likelihood, each member judged on its
+    own. The fitted ensemble predicts through the average of the members'
+    linear predictors, which overfits later than any one member (averaging
+    removes much of their variance), so early stopping on ``valid_loss``
+    ends training too soon. This callback scores the average itself: the
+    summed over neurons, mean over samples held-out loss of the net's
+    criterion (with the members' mean dispersion), from the predictions of
+    the validation pass (no second pass over the data). For a net that is
+    not an ensemble it equals ``valid_loss``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cnnenc import CNNEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 1, 8, 8))
+    >>> y = rng.poisson(np.exp(0.5 * X[:, 0, 4, 4]))[:, None].astype(float)
+    >>> model = CNNEncoder(channels=4, max_epochs=3, device="cpu", random_state=0).fit(X, y)
+    >>> model.n_ensemble_, "valid_ensemble_loss" in model.net_.history[-1]
+    (5, True)
+    """
+
+    # read by EncoderNet: training batches need no per-batch notification
+    listens_to_training_batches = False
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.total_ = None
+        self.n_samples_ = 0
+
+    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+        if training or y_pred is None:
+            return
+        X, y = unpack_data(batch)
+        n_neurons = y.shape[1]
+        dispersion = net.module_.raw_dispersion
+        if dispersion is not None and y_pred.shape[1] != n_neurons:
+            dispersion = dispersion.reshape(-1, n_neurons).mean(dim=0)
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        loss = net.criterion_(
+            average_members(y_pred, n_neurons), y, dispersion, sample_weight=sample_weight
+        ).sum() * len(y)
+        self.total_ = loss if self.total_ is None else self.total_ + loss
+        self.n_samples_ += len(y)
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.total_ is None:
+            return  # no validation pass
+        # (the sum stays on the device until here: one transfer per epoch)
+        net.history.record("valid_ensemble_loss", float(self.total_) / self.n_samples_)
+        self.total_ = None
+
+
 class ValidationCorrelation(Callback):
     """Record every epoch's validation correlation, ``valid_corr``, for early stopping.
 
@@ -201,10 +281,9 @@ class ValidationCorrelation(Callback):
     responses vary, ``valid_corr`` is NaN, which never counts as an
     improvement, and a ``UserWarning`` says so once per training.
 
-    Why: with a few hundred held-out samples, the held-out log-likelihood
-    of a CNN is lowest within the first few epochs, while the correlation
-    with the true rates (and the test log-likelihood) keeps improving; the
-    held-out correlation tracks them (see the README's defaults section).
+    ``CNNEncoder(early_stopping_metric="correlation")`` stops on it, for
+    models compared by correlation: it ignores the scale and offset of the
+    prediction, so the epoch it picks can be worse by likelihood.
 
     Examples
     --------
@@ -213,7 +292,8 @@ class ValidationCorrelation(Callback):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((200, 1, 8, 8))
     >>> y = rng.poisson(np.exp(0.5 * X[:, 0, 4, 4]))[:, None].astype(float)
-    >>> model = CNNEncoder(channels=4, max_epochs=3, device="cpu", random_state=0).fit(X, y)
+    >>> model = CNNEncoder(channels=4, max_epochs=3, early_stopping_metric="correlation",
+    ...                    device="cpu", random_state=0).fit(X, y)
     >>> -1 <= model.net_.history[-1, "valid_corr"] <= 1
     True
     """
@@ -231,11 +311,7 @@ class ValidationCorrelation(Callback):
         if training or y_pred is None:
             return
         X, y = unpack_data(batch)
-        n_samples, n_neurons = y.shape
-        eta = y_pred
-        if eta.shape[1] != n_neurons:
-            eta = eta.reshape(n_samples, -1, n_neurons).mean(dim=1)
-        mean = net.module_.link.inverse(eta).double()
+        mean = net.module_.link.inverse(average_members(y_pred, y.shape[1])).double()
         y = y.double()
         weight = X.get("sample_weight") if isinstance(X, Mapping) else None
         weight = torch.ones_like(y) if weight is None else weight.double()[:, None].expand_as(y)
@@ -745,7 +821,11 @@ class EncoderNet(NeuralNet):
         )
 
     def _live_batch_callbacks(self, training: bool) -> bool:
-        """Whether a callback does something per batch (then skorch's own loop runs)."""
+        """Whether a callback does something per batch (then skorch's own loop runs).
+
+        A callback with ``listens_to_training_batches = False`` counts for
+        the validation pass only.
+        """
         for _, callback in self.callbacks_:
             if isinstance(callback, _SkorchLRScheduler) and callback.step_every != "batch":
                 continue

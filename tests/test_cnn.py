@@ -346,6 +346,29 @@ def test_early_stopping_restores_the_weights_of_the_best_validation_epoch(small_
     assert np.argmin(valid_losses) < len(valid_losses) - 1
 
 
+def test_an_ensemble_stops_on_the_held_out_likelihood_of_its_average(small_images):
+    X, y = small_images
+    options = dict(
+        validation_split="blocked", lr=0.05, patience=3, max_epochs=40,
+        **{k: v for k, v in SMALL.items() if k not in ("max_epochs", "n_ensemble")},
+    )
+    model = CNNEncoder(n_ensemble=3, **options).fit(X, y)
+    assert model.early_stopping_metric == "log_likelihood"
+    ensemble_losses = model.history_[:, "valid_ensemble_loss"]
+    n_valid = int(np.ceil(0.1 * len(X)))
+    # the fitted (averaged) model's held-out NLL is the best epoch's recorded loss
+    held_out = model.log_likelihood(X[-n_valid:], y[-n_valid:], per_neuron=True)
+    assert -held_out.mean(axis=0).sum() == pytest.approx(min(ensemble_losses), rel=1e-4)
+    assert np.argmin(ensemble_losses) < len(ensemble_losses) - 1
+    # the members, each judged alone, do worse than their average
+    members = model.history_[:, "valid_loss"]
+    assert all(np.array(members) / 3 >= np.array(ensemble_losses) - 1e-6)
+    # one model is its own average: it stops on skorch's validation loss
+    single = CNNEncoder(n_ensemble=1, **options).fit(X, y)
+    assert "valid_ensemble_loss" not in single.history_[-1]
+    assert dict(single.net_.callbacks_)["early_stopping"].monitor == "valid_loss"
+
+
 def _mean_correlation(prediction, y):
     return np.mean([np.corrcoef(prediction[:, k], y[:, k])[0, 1] for k in range(y.shape[1])])
 
@@ -357,9 +380,9 @@ def test_correlation_stopping_restores_the_epoch_of_the_best_held_out_correlatio
     X, y = small_images
     model = CNNEncoder(
         validation_split="blocked", lr=0.05, patience=3, max_epochs=40, n_ensemble=n_ensemble,
+        early_stopping_metric="correlation",
         **{k: v for k, v in SMALL.items() if k not in ("max_epochs", "n_ensemble")},
     ).fit(X, y)
-    assert model.early_stopping_metric == "correlation"
     valid_corr = model.history_[:, "valid_corr"]
     n_valid = int(np.ceil(0.1 * len(X)))
     # the recorded score is the mean Pearson correlation of the (averaged) fitted
@@ -407,7 +430,10 @@ def test_constant_held_out_responses_warn_that_the_correlation_cannot_rank_epoch
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 1, 6, 6))
     y = np.r_[rng.poisson(1.0, 50), np.zeros(10)].astype(float)
-    model = CNNEncoder(validation_split="blocked", **{**SMALL, "validation_fraction": 0.15})
+    model = CNNEncoder(
+        validation_split="blocked", early_stopping_metric="correlation",
+        **{**SMALL, "validation_fraction": 0.15},
+    )
     with pytest.warns(UserWarning, match="held-out responses are constant"):
         model.fit(X, y)
     assert np.isnan(model.history_[:, "valid_corr"]).all()
