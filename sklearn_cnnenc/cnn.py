@@ -370,11 +370,12 @@ class CNNEncoder(BaseEncoder):
         held-out correlation between the predicted and the recorded
         responses (:class:`~sklearn_cnnenc.training.ValidationCorrelation`),
         for models compared by correlation. The correlation ignores the
-        scale of the prediction: on a recorded auditory neuron it cost 0.01-
-        0.03 held-out bits/spike, while on a few hundred images it raised
-        the correlation with the true rates (see the README's defaults
-        section). The learning rate follows the held-out log-likelihood
-        of the members either way.
+        scale of the prediction: on the recorded auditory neuron of
+        ``benchmarks/bench_defaults.py`` it cost 0.034 and 0.012 held-out
+        bits/spike, while on a few hundred images it raised the correlation
+        with the true rates (see the README's defaults section). The
+        learning rate follows the members' held-out log-likelihood either
+        way.
     validation_fraction : float or "auto", default="auto"
     validation_split : {"auto", "blocked", "random"}, default="auto"
         ``"blocked"`` holds out the last samples (no leakage between
@@ -387,8 +388,9 @@ class CNNEncoder(BaseEncoder):
     n_init : int, default=1
         Trainings from different random initialisations; the one with the
         best validation score (``early_stopping_metric``; the final training
-        loss without early stopping) is kept. With ``n_init > 1``, ``n_ensemble="auto"`` is 1 (an
-        explicit ``n_ensemble > 1`` is then an error).
+        loss without early stopping) is kept. With ``n_init > 1``,
+        ``n_ensemble="auto"`` is 1 (an explicit ``n_ensemble > 1`` is then an
+        error).
     n_ensemble : int or "auto", default="auto"
         Independent models (different random starts) trained side by side
         on the same data and split, as one batched problem, whose linear
