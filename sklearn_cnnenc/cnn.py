@@ -8,12 +8,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import clone
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import Callback, EarlyStopping
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ._base import BaseEncoder
+from ._base import BaseEncoder, _selection_loss
 from ._video import build_video_predictor
 from .data import LazyArray, check_finite_by_chunks, is_lazy, open_array
 from .distributions import get_family
@@ -233,13 +235,19 @@ class CNNEncoder(BaseEncoder):
 
     **Defaults that follow the data.** Settings left at ``"auto"`` are
     resolved in ``fit`` from the shapes of the data alone (deterministic,
-    see :func:`resolve_auto_defaults`) and stored as fitted attributes
+    see :func:`resolve_auto_defaults`; only the depth below 1,500 images is
+    chosen by the validation part, as below) and stored as fitted attributes
     (``n_layers_``, ``channels_``, ``kernel_size_``, ``max_epochs_``,
     ``patience_``, ``validation_fraction_``, ``n_ensemble_``,
     ``gamma_readout_``). With ``n`` samples, ``K`` neurons, images of side
     ``S`` and ``n_batches`` training batches per epoch:
 
-    * ``n_layers``: 2, or 3 from 1,500 images on;
+    * ``n_layers``: 3 from 1,500 images on; below, ``fit`` trains one and
+      two layers (same seeds, same validation split; twice the time) and
+      keeps the better held-out score (``depth_scores_``; two on a tie;
+      a warm start continues the depth kept), because cells that one layer
+      represents and cells that need two have data of the same shape;
+      time series: 2;
     * ``kernel_size``: ``S / 3`` rounded down to an odd number within
       ``[3, 13]`` in the first layer, then 5 (3 below 16 px); time series
       ``(9, 5)``;
@@ -455,6 +463,11 @@ class CNNEncoder(BaseEncoder):
         The architecture used (``"auto"`` resolved; per layer).
     max_epochs_, patience_, validation_fraction_, n_ensemble_, gamma_readout_
         The training settings used (``"auto"`` resolved).
+    depth_scores_ : dict of int to float
+        Only where ``n_layers="auto"`` compared depths (images, fewer than
+        1,500 samples, early stopping on): each depth's best validation score
+        as a loss (lower is better; a correlation is negated). ``n_layers_``
+        is the depth kept.
     receptive_field_ : tuple of int
         Input extent seen by one core output unit: ``(h, w)``, ``(T,)`` or,
         for movies, ``(frames, h, w)``.
@@ -644,7 +657,10 @@ class CNNEncoder(BaseEncoder):
 
         ``"auto"`` settings are first resolved from the shapes of ``X`` and
         ``y`` (see :func:`resolve_auto_defaults`) and stored as fitted
-        attributes (``n_layers_``, ``channels_`` ...).
+        attributes (``n_layers_``, ``channels_`` ...). With
+        ``n_layers="auto"`` and fewer than 1,500 images, one and two layers
+        are both fitted and the better on the validation part is kept
+        (``depth_scores_``).
 
         Parameters
         ----------
@@ -684,10 +700,58 @@ class CNNEncoder(BaseEncoder):
             except (TypeError, ValueError):
                 pass  # reported by the validation that follows
         self._auto = None
-        return super().fit(
-            X, y, sample_weight=sample_weight, offset=offset, behavior=behavior,
+        fit_params = dict(
+            sample_weight=sample_weight, offset=offset, behavior=behavior,
             eye_position=eye_position,
         )
+        if self._compares_depths(X):
+            return self._fit_better_depth(X, y, fit_params)
+        self.__dict__.pop("depth_scores_", None)
+        return super().fit(X, y, **fit_params)
+
+    def _compares_depths(self, X) -> bool:
+        """Whether ``n_layers="auto"`` fits one and two layers and keeps the better.
+
+        For images of fewer than ``_DEEP_MIN_SAMPLES`` samples, with early
+        stopping (the validation part judges) and not continuing a fit: the
+        data's shape cannot tell cells that one layer represents from cells
+        that need two (see :func:`resolve_auto_defaults`). Decided from the
+        shape of ``X`` alone; malformed input is reported by the fit itself.
+        """
+        if self.n_layers != "auto" or not self.early_stopping or self._continues_fit():
+            return False
+        try:
+            shape = tuple(X.shape) if hasattr(X, "shape") else np.shape(X)
+        except (TypeError, ValueError):
+            return False
+        if len(shape) < 2 or not 0 < shape[0] < _DEEP_MIN_SAMPLES:
+            return False
+        sample_shape = shape[1:]
+        if len(shape) == 2 and self.input_shape is not None:
+            sample_shape = tuple(self.input_shape)
+        if self.input_type == "auto":
+            return len(sample_shape) in (2, 3)
+        return self.input_type == "image"
+
+    def _fit_better_depth(self, X, y, fit_params: dict):
+        """Fit one and two layers on the same split and seeds; keep the better (two on a tie)."""
+        random_state = self.random_state
+        if not isinstance(random_state, Integral):
+            # one integer for both fits: the same validation split judges them
+            random_state = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        fits, scores = {}, {}
+        for depth in (2, 1):
+            fits[depth] = clone(self).set_params(n_layers=depth, random_state=random_state)
+            fits[depth].fit(X, y, **fit_params)
+            scores[depth] = _selection_loss(
+                fits[depth].history_, *fits[depth]._selection_monitor()
+            )
+        kept = fits[1] if scores[1] < scores[2] else fits[2]
+        params = self.get_params(deep=False)
+        self.__dict__.update(kept.__dict__)
+        self.set_params(**params)
+        self.depth_scores_ = scores
+        return self
 
     def _n_ensemble_setting(self):
         """``n_ensemble`` as the rules see it.
@@ -715,6 +779,12 @@ class CNNEncoder(BaseEncoder):
             )
         return self.n_ensemble
 
+    def _n_layers_setting(self):
+        """``n_layers`` as the rules see it: a continued fit keeps the depth it had."""
+        if self.n_layers == "auto" and self._continues_fit():
+            return self.n_layers_
+        return self.n_layers
+
     def _resolved(self) -> dict:
         """The settings with ``"auto"`` resolved for the data being fitted."""
         if getattr(self, "_auto", None) is None:
@@ -726,7 +796,7 @@ class CNNEncoder(BaseEncoder):
                 n_neurons=getattr(self, "_n_neurons_for_auto", 1),
                 batch_size=self.batch_size,
                 early_stopping=self.early_stopping,
-                n_layers=self.n_layers,
+                n_layers=self._n_layers_setting(),
                 channels=self.channels,
                 kernel_size=self.kernel_size,
                 max_epochs=self.max_epochs,
@@ -1179,7 +1249,10 @@ def resolve_auto_defaults(
 
     * ``n_layers``: 2, or 3 from 1,500 samples on (deeper cores need
       data; on 1,500-2,000 simulated V1 images of 16-20 px a third layer of
-      16 channels beat two layers, on 700 it did not);
+      16 channels beat two layers, on 700 it did not); below 1,500 images,
+      :class:`CNNEncoder` fits one layer too and keeps the better of the two
+      (this function gives the two-layer settings; pass ``n_layers=1`` for
+      the other's);
       time series: 2 (on the recorded auditory receptor, 9,960 bins of 40
       lags, a third layer gained 0.021 bits/spike with one stimulus and
       lost 0.015 with the other).

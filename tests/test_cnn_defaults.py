@@ -147,14 +147,16 @@ def test_fitted_attributes_hold_the_resolved_settings():
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((60, 10, 10)), rng.poisson(1.0, (60, 3)).astype(float)
     model = CNNEncoder(max_epochs=1, device="cpu", random_state=0).fit(X, y)
+    # below 1,500 images "auto" compares one and two layers (see the next tests)
+    assert model.n_layers_ in (1, 2)
     expected = resolve_auto_defaults(
         input_type="image", input_shape=(1, 10, 10), n_samples=60, n_neurons=3,
-        max_epochs=1, response_scale=y.mean(axis=0).mean(),
+        max_epochs=1, response_scale=y.mean(axis=0).mean(), n_layers=model.n_layers_,
     )
     assert model.n_layers == "auto" and model.channels == "auto"  # parameters kept verbatim
-    assert model.n_layers_ == expected["n_layers"]
+    assert model.random_state == 0
     assert model.channels_ == [expected["channels"]] * expected["n_layers"]
-    assert model.kernel_size_ == expected["kernel_size"] == [3, 3]
+    assert model.kernel_size_ == expected["kernel_size"][: model.n_layers_] == [3] * model.n_layers_
     assert model.validation_fraction_ == expected["validation_fraction"]
     assert model.patience_ == expected["patience"] and model.max_epochs_ == 1
     assert model.n_ensemble_ == 5
@@ -162,6 +164,52 @@ def test_fitted_attributes_hold_the_resolved_settings():
     # the five members are averaged into one prediction per neuron
     assert model.predict(X).shape == (60, 3)
     assert len(model.net_.module_.predictor.members) == 5
+
+
+def test_auto_depth_below_1500_images_keeps_the_better_of_one_and_two_layers():
+    X, y, _, _ = split_population(300, 10, image_size=8, kernel_size=3, n_neurons=4,
+                                  random_state=0)
+    options = dict(channels=4, max_epochs=4, device="cpu", random_state=3)
+    model = CNNEncoder(**options).fit(X, y)
+    assert model.n_layers == "auto"
+    assert set(model.depth_scores_) == {1, 2}
+    # each depth's score is the best held-out likelihood of its ensemble's average
+    for depth, score in model.depth_scores_.items():
+        alone = CNNEncoder(n_layers=depth, **options).fit(X, y)
+        assert score == min(alone.history_[:, "valid_ensemble_loss"])
+        if depth == model.n_layers_:
+            np.testing.assert_array_equal(model.predict(X), alone.predict(X))
+    kept = 1 if model.depth_scores_[1] < model.depth_scores_[2] else 2
+    assert model.n_layers_ == kept and len(model.channels_) == kept
+
+
+def test_auto_depth_is_compared_only_for_small_image_sets_with_early_stopping():
+    images = np.zeros((1499, 8, 8))
+    assert CNNEncoder()._compares_depths(images)
+    assert CNNEncoder()._compares_depths(images.reshape(1499, -1)) is False  # a time series
+    assert CNNEncoder(input_shape=(8, 8))._compares_depths(images.reshape(1499, -1))
+    assert not CNNEncoder()._compares_depths(np.zeros((1500, 8, 8)))
+    assert not CNNEncoder(n_layers=2)._compares_depths(images)
+    assert not CNNEncoder(early_stopping=False)._compares_depths(images)
+    assert not CNNEncoder(input_type="time_series")._compares_depths(images)
+    # a refit that does not compare leaves no stale scores behind
+    X, y, _, _ = split_population(200, 10, image_size=8, kernel_size=3, n_neurons=2,
+                                  random_state=1)
+    model = CNNEncoder(channels=2, max_epochs=2, device="cpu").fit(X, y)
+    assert model.random_state is None and set(model.depth_scores_) == {1, 2}
+    model.set_params(n_layers=1).fit(X, y)
+    assert not hasattr(model, "depth_scores_")
+
+
+@pytest.mark.parametrize("random_state", [3, 4])
+def test_warm_start_continues_the_depth_that_auto_kept(random_state):
+    X, y, _, _ = split_population(300, 10, image_size=8, kernel_size=3, n_neurons=4,
+                                  random_state=0)
+    model = CNNEncoder(channels=4, max_epochs=4, warm_start=True, device="cpu",
+                       random_state=random_state).fit(X, y)
+    kept = model.n_layers_
+    model.set_params(max_epochs=2).fit(X, y)
+    assert model.n_layers_ == kept and len(model.history_) == 2
 
 
 def test_an_ensemble_predicts_the_mean_of_its_members_linear_predictors():

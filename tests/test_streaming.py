@@ -125,8 +125,10 @@ def test_training_never_materialises_the_store(data):
     model = _model().fit(open_array(store), y)
     model.predict(open_array(store))
     model.score(open_array(store), y)
-    # fit: validation by chunks + 3 epochs; predict and score: validation + one pass each
-    assert store.rows_read <= N_SAMPLES * (1 + 3 + 2 * 2)
+    # fit: one and two layers (below 1,500 images n_layers="auto" fits both), each
+    # validation by chunks + 3 epochs; predict and score: validation + one pass each
+    assert model.n_layers == "auto" and set(model.depth_scores_) == {1, 2}
+    assert store.rows_read <= N_SAMPLES * (2 * (1 + 3) + 2 * 2)
     with pytest.raises(AssertionError, match="materialised"):
         store[:]
 
