@@ -236,6 +236,9 @@ def _selected(point: str, points: list[str] | None) -> bool:
 def _same_fit(model, default) -> bool:
     """Whether ``model`` would repeat ``default``'s fit (same settings once resolved)."""
     settings, given = model.get_params(), default.get_params()
+    if hasattr(default, "depth_scores_") and settings["n_layers"] != "auto":
+        # the defaults chose between one and two layers seed by seed
+        return False
     for name in ("n_layers", "channels", "kernel_size", "max_epochs", "patience",
                  "validation_fraction", "n_ensemble", "gamma_readout"):
         value = settings.pop(name)
