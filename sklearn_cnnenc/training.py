@@ -238,6 +238,7 @@ class EnsembleValidationLoss(Callback):
         self.total_ = None
         self.n_samples_ = 0
 
+    @torch.no_grad()  # (skorch notifies outside the validation step's no_grad)
     def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
         if training or y_pred is None:
             return
@@ -307,6 +308,7 @@ class ValidationCorrelation(Callback):
     def on_epoch_begin(self, net, **kwargs):
         self.moments_ = None
 
+    @torch.no_grad()  # (skorch notifies outside the validation step's no_grad)
     def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
         if training or y_pred is None:
             return

@@ -369,6 +369,22 @@ def test_an_ensemble_stops_on_the_held_out_likelihood_of_its_average(small_image
     assert dict(single.net_.callbacks_)["early_stopping"].monitor == "valid_loss"
 
 
+@pytest.mark.parametrize("metric", ["log_likelihood", "correlation"])
+def test_validation_scores_of_a_family_with_fitted_dispersion_build_no_graph(metric):
+    # the dispersion is a trained parameter: a score computed from it outside no_grad
+    # would build a graph and warn when converted to a number
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 8, 8))
+    y = rng.poisson(np.exp(0.5 * X[:, 4, 4])[:, None] * np.ones((1, 2))).astype(float)
+    model = CNNEncoder(family="negative_binomial", n_layers=1,
+                       early_stopping_metric=metric, **{**SMALL, "n_ensemble": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, y)
+    key = "valid_corr" if metric == "correlation" else "valid_ensemble_loss"
+    assert np.isfinite(model.history_[:, key]).all()
+
+
 def _mean_correlation(prediction, y):
     return np.mean([np.corrcoef(prediction[:, k], y[:, k])[0, 1] for k in range(y.shape[1])])
 
