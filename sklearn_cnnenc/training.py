@@ -214,10 +214,10 @@ class EnsembleValidationLoss(Callback):
     linear predictors, which overfits later than any one member (averaging
     removes much of their variance), so early stopping on ``valid_loss``
     ends training too soon. This callback scores the average itself: the
-    summed over neurons, mean over samples held-out loss of the net's
-    criterion (with the members' mean dispersion), from the predictions of
-    the validation pass (no second pass over the data). For a net that is
-    not an ensemble it equals ``valid_loss``.
+    held-out loss of the net's criterion (with the members' mean
+    dispersion), summed over neurons and averaged over samples, from the
+    predictions of the validation pass (no second pass over the data). For
+    a net that is not an ensemble it equals ``valid_loss``.
 
     Examples
     --------
