@@ -243,7 +243,7 @@ class CNNEncoder(BaseEncoder):
     ``S`` and ``n_batches`` training batches per epoch:
 
     * ``n_layers``: 3 from 1,500 images on; below, ``fit`` trains one and
-      two layers (same seeds, same validation split; twice the time) and
+      two layers (same seeds, same validation split; up to twice the time) and
       keeps the better held-out score (``depth_scores_``; two on a tie;
       a warm start continues the depth kept), because cells that one layer
       represents and cells that need two have data of the same shape;
@@ -735,6 +735,7 @@ class CNNEncoder(BaseEncoder):
 
     def _fit_better_depth(self, X, y, fit_params: dict):
         """Fit one and two layers on the same split and seeds; keep the better (two on a tie)."""
+        self._validate_params()  # (random_state is read before the clones validate it)
         random_state = self.random_state
         if not isinstance(random_state, Integral):
             # one integer for both fits: the same validation split judges them

@@ -205,7 +205,49 @@ def average_members(eta: torch.Tensor, n_neurons: int) -> torch.Tensor:
     return eta.reshape(len(eta), -1, n_neurons).mean(dim=1)
 
 
-class EnsembleValidationLoss(Callback):
+class _ValidationPassScore(Callback):
+    """A score of every epoch computed from the validation pass's own predictions.
+
+    A subclass turns one validation batch into a tensor of sums
+    (:meth:`batch_sums`, given the members' average linear predictor of an
+    ensemble), which are added up on the device over the pass, and the sums
+    of the pass into the epoch's score (:meth:`score`), recorded in the
+    history under ``key``. No second pass over the data, and one transfer
+    per epoch.
+    """
+
+    key: str
+    # read by EncoderNet: training batches need no per-batch notification
+    listens_to_training_batches = False
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sums_ = None
+
+    @torch.no_grad()  # (skorch notifies outside the validation step's no_grad)
+    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
+        if training or y_pred is None:
+            return
+        X, y = unpack_data(batch)
+        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        eta = average_members(y_pred, y.shape[1])
+        sums = self.batch_sums(net, eta, y, sample_weight)
+        self.sums_ = sums if self.sums_ is None else self.sums_ + sums
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.sums_ is None:
+            return  # no validation pass
+        # no tensor is kept past the epoch (it may be on a GPU)
+        sums, self.sums_ = self.sums_.cpu(), None
+        net.history.record(self.key, self.score(sums))
+
+    def batch_sums(self, net, eta, y, sample_weight) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, sums: torch.Tensor) -> float:
+        raise NotImplementedError
+
+
+class EnsembleValidationLoss(_ValidationPassScore):
     """Record the held-out loss of an ensemble's average, ``valid_ensemble_loss``.
 
     While an ensemble trains, skorch's ``valid_loss`` is the sum of every
@@ -226,43 +268,27 @@ class EnsembleValidationLoss(Callback):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((200, 1, 8, 8))
     >>> y = rng.poisson(np.exp(0.5 * X[:, 0, 4, 4]))[:, None].astype(float)
-    >>> model = CNNEncoder(channels=4, max_epochs=3, device="cpu", random_state=0).fit(X, y)
+    >>> model = CNNEncoder(n_layers=1, channels=4, max_epochs=3, device="cpu",
+    ...                    random_state=0).fit(X, y)
     >>> model.n_ensemble_, "valid_ensemble_loss" in model.net_.history[-1]
     (5, True)
     """
 
-    # read by EncoderNet: training batches need no per-batch notification
-    listens_to_training_batches = False
+    key = "valid_ensemble_loss"
 
-    def on_epoch_begin(self, net, **kwargs):
-        self.total_ = None
-        self.n_samples_ = 0
-
-    @torch.no_grad()  # (skorch notifies outside the validation step's no_grad)
-    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
-        if training or y_pred is None:
-            return
-        X, y = unpack_data(batch)
-        n_neurons = y.shape[1]
+    def batch_sums(self, net, eta, y, sample_weight) -> torch.Tensor:
         dispersion = net.module_.raw_dispersion
-        if dispersion is not None and y_pred.shape[1] != n_neurons:
-            dispersion = dispersion.reshape(-1, n_neurons).mean(dim=0)
-        sample_weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        loss = net.criterion_(
-            average_members(y_pred, n_neurons), y, dispersion, sample_weight=sample_weight
-        ).sum() * len(y)
-        self.total_ = loss if self.total_ is None else self.total_ + loss
-        self.n_samples_ += len(y)
+        if dispersion is not None and len(dispersion) != y.shape[1]:
+            dispersion = dispersion.reshape(-1, y.shape[1]).mean(dim=0)
+        loss = net.criterion_(eta, y, dispersion, sample_weight=sample_weight).sum().double()
+        return torch.stack([loss * len(y), loss.new_tensor(len(y))])
 
-    def on_epoch_end(self, net, **kwargs):
-        if self.total_ is None:
-            return  # no validation pass
-        # (the sum stays on the device until here: one transfer per epoch)
-        net.history.record("valid_ensemble_loss", float(self.total_) / self.n_samples_)
-        self.total_ = None
+    def score(self, sums: torch.Tensor) -> float:
+        total, n_samples = sums.tolist()
+        return total / n_samples
 
 
-class ValidationCorrelation(Callback):
+class ValidationCorrelation(_ValidationPassScore):
     """Record every epoch's validation correlation, ``valid_corr``, for early stopping.
 
     ``valid_corr`` is the mean over neurons of the Pearson correlation
@@ -293,35 +319,29 @@ class ValidationCorrelation(Callback):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((200, 1, 8, 8))
     >>> y = rng.poisson(np.exp(0.5 * X[:, 0, 4, 4]))[:, None].astype(float)
-    >>> model = CNNEncoder(channels=4, max_epochs=3, early_stopping_metric="correlation",
-    ...                    device="cpu", random_state=0).fit(X, y)
+    >>> model = CNNEncoder(n_layers=1, channels=4, max_epochs=3, device="cpu",
+    ...                    early_stopping_metric="correlation", random_state=0).fit(X, y)
     >>> -1 <= model.net_.history[-1, "valid_corr"] <= 1
     True
     """
 
-    # read by EncoderNet: training batches need no per-batch notification
-    listens_to_training_batches = False
+    key = "valid_corr"
 
     def on_train_begin(self, net, **kwargs):
         self.warned_ = False
 
-    def on_epoch_begin(self, net, **kwargs):
-        self.moments_ = None
-
-    @torch.no_grad()  # (skorch notifies outside the validation step's no_grad)
-    def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
-        if training or y_pred is None:
-            return
-        X, y = unpack_data(batch)
-        mean = net.module_.link.inverse(average_members(y_pred, y.shape[1])).double()
+    def batch_sums(self, net, eta, y, sample_weight) -> torch.Tensor:
+        mean = net.module_.link.inverse(eta).double()
         y = y.double()
-        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        weight = torch.ones_like(y) if weight is None else weight.double()[:, None].expand_as(y)
+        if sample_weight is None:
+            weight = torch.ones_like(y)
+        else:
+            weight = sample_weight.double()[:, None].expand_as(y)
         observed = ~torch.isnan(y)
         weight = torch.where(observed, weight, 0.0)
         y = torch.where(observed, y, 0.0)
         mean = torch.where(observed, mean, 0.0)
-        moments = torch.stack([
+        return torch.stack([
             weight,
             weight * mean,
             weight * y,
@@ -329,14 +349,9 @@ class ValidationCorrelation(Callback):
             weight * y * y,
             weight * mean * y,
         ]).sum(dim=1)
-        self.moments_ = moments if self.moments_ is None else self.moments_ + moments
 
-    def on_epoch_end(self, net, **kwargs):
-        if self.moments_ is None:
-            return  # no validation pass
-        score = self.correlation(self.moments_)
-        # the sums are tensors (possibly on a GPU): none is kept past the epoch
-        self.moments_ = None
+    def score(self, sums: torch.Tensor) -> float:
+        score = self.correlation(sums)
         if np.isnan(score) and not self.warned_:
             self.warned_ = True
             warnings.warn(
@@ -347,7 +362,7 @@ class ValidationCorrelation(Callback):
                 UserWarning,
                 stacklevel=2,
             )
-        net.history.record("valid_corr", score)
+        return score
 
     @staticmethod
     def correlation(moments: torch.Tensor) -> float:

@@ -201,6 +201,12 @@ def test_auto_depth_is_compared_only_for_small_image_sets_with_early_stopping():
     assert not hasattr(model, "depth_scores_")
 
 
+def test_a_bad_random_state_is_reported_before_the_depths_are_compared():
+    images, y = np.zeros((50, 8, 8)), np.ones(50)
+    with pytest.raises(ValueError, match="'random_state' parameter of CNNEncoder"):
+        CNNEncoder(random_state="abc").fit(images, y)
+
+
 @pytest.mark.parametrize("random_state", [3, 4])
 def test_warm_start_continues_the_depth_that_auto_kept(random_state):
     X, y, _, _ = split_population(300, 10, image_size=8, kernel_size=3, n_neurons=4,
